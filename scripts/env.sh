@@ -1,0 +1,27 @@
+# Shared settings for the project's scripts (sourced, not run).
+# Build artefacts live outside the clone so a fresh clone reuses them and CI keeps them between runs.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ingestd/target}"
+# The one build profile used everywhere (binary, tests, benchmarks, CI).
+INGESTD_BIN="$CARGO_TARGET_DIR/release/ingestd"
+# The Python readers used to cross-check tables (deltalake, polars, duckdb, pyarrow).
+INGESTD_VENV="${INGESTD_VENV:-$HOME/.cache/ingestd/venv}"
+
+ensure_python_readers() {
+    if [ ! -x "$INGESTD_VENV/bin/python" ]; then
+        python3 -m venv "$INGESTD_VENV"
+    fi
+    if ! "$INGESTD_VENV/bin/python" -c 'import deltalake, polars, duckdb, pyarrow' 2>/dev/null; then
+        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check deltalake polars duckdb pyarrow
+    fi
+}
+
+# Runs a command and prints its peak resident memory (MiB) on stderr, as "peak_rss_mib=N".
+with_peak_rss() {
+    python3 - "$@" <<'PY'
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:])
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(f"peak_rss_mib={peak:.0f}", file=sys.stderr)
+sys.exit(code)
+PY
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs what the tests need and runs them all: unit and integration tests (cargo), then the
+# full ATTOM pull (322 files, 1,017,244 rows) read back by Python's deltalake, polars and duckdb.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+echo "== python readers (venv at $INGESTD_VENV)"
+ensure_python_readers
+echo "== cargo test (release profile, target $CARGO_TARGET_DIR)"
+cargo test --release --locked 2>&1
+echo "== ATTOM pull end to end"
+scripts/attom_e2e.sh

@@ -1,0 +1,116 @@
+//! Stage 2, admit: decide, with the ledger, whether a ready file is new, already done, or a
+//! duplicate of content already committed. Only new files go on to be decoded.
+
+use crate::discover::Candidate;
+use crate::ledger::{FileEntry, FileState, Ledger, LedgerError};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// A new file, hashed, waiting for its batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdmittedFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    /// BLAKE3 of the bytes as stored, hex.
+    pub hash: String,
+    pub ready_at: Instant,
+}
+
+impl AdmittedFile {
+    /// The ledger's view of this file, with the rows it gave.
+    pub fn entry(&self, rows: Option<u64>) -> FileEntry {
+        FileEntry { name: self.name.clone(), size: Some(self.size), mtime_ns: Some(self.mtime_ns), hash: self.hash.clone(), rows }
+    }
+}
+
+/// What admission decided.
+#[derive(Debug)]
+pub enum Admission {
+    New(AdmittedFile),
+    /// The ledger already has this exact file (same name, size and mtime).
+    Known(FileState),
+    /// Its content was already committed (or is waiting in `pending`) under another name.
+    Duplicate { file: AdmittedFile, of: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("cannot read {path} to hash it: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+}
+
+/// Admits one candidate. `pending` maps content hashes already admitted but not yet committed
+/// to their file names.
+pub fn admit(
+    ledger: &Ledger,
+    candidate: &Candidate,
+    pending: &dyn Fn(&str) -> Option<String>,
+) -> Result<Admission, AdmitError> {
+    if let Some(state) = ledger.known(&candidate.source, &candidate.name, candidate.size, candidate.mtime_ns)? {
+        return Ok(Admission::Known(state));
+    }
+    let hash = hash_file(&candidate.path)?;
+    let file = AdmittedFile {
+        path: candidate.path.clone(),
+        name: candidate.name.clone(),
+        size: candidate.size,
+        mtime_ns: candidate.mtime_ns,
+        hash,
+        ready_at: Instant::now(),
+    };
+    let holder = match ledger.holder_of(&candidate.source, &file.hash)? {
+        Some(name) => Some(name),
+        None => pending(&file.hash),
+    };
+    Ok(match holder {
+        Some(of) => Admission::Duplicate { file, of },
+        None => Admission::New(file),
+    })
+}
+
+/// BLAKE3 of a file's bytes, hex.
+pub fn hash_file(path: &std::path::Path) -> Result<String, AdmitError> {
+    let mut hasher = blake3::Hasher::new();
+    let read = |e| AdmitError::Read { path: path.to_path_buf(), source: e };
+    let file = std::fs::File::open(path).map_err(read)?;
+    hasher.update_reader(file).map_err(read)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(dir: &std::path::Path, name: &str, content: &str) -> Candidate {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        Candidate { source: "s".into(), path, name: name.into(), size: content.len() as u64, mtime_ns: 1 }
+    }
+
+    #[test]
+    fn new_known_and_duplicate_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("state")).unwrap();
+        let none = |_: &str| None;
+        let a = candidate(dir.path(), "a", "[1]");
+        let Admission::New(file) = admit(&ledger, &a, &none).unwrap() else { panic!("a is new") };
+        assert_eq!(file.hash, blake3::hash(b"[1]").to_hex().to_string());
+
+        ledger.begin_batch(&crate::ledger::BatchEntry { source: "s".into(), seq: 1, files: vec![file.entry(Some(1))] }).unwrap();
+        ledger.finish_batch("s", 1).unwrap();
+        assert!(matches!(admit(&ledger, &a, &none).unwrap(), Admission::Known(FileState::Committed)));
+
+        let copy = candidate(dir.path(), "a copy", "[1]");
+        match admit(&ledger, &copy, &none).unwrap() {
+            Admission::Duplicate { of, .. } => assert_eq!(of, "a"),
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+        let b = candidate(dir.path(), "b", "[2]");
+        let waiting = |h: &str| (h == blake3::hash(b"[2]").to_hex().as_str()).then(|| "b0".to_string());
+        assert!(matches!(admit(&ledger, &b, &waiting).unwrap(), Admission::Duplicate { .. }));
+    }
+}

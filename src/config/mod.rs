@@ -1,0 +1,285 @@
+//! The configuration file: types, defaults (all in [`defaults`]), loading and validation.
+//!
+//! Loading resolves every relative path against the config file's folder, so a config behaves
+//! the same whatever the working directory of the process.
+
+mod columns;
+mod sink;
+mod source;
+pub mod units;
+
+pub use columns::{ColumnConfig, ColumnType};
+pub use sink::{DeltaSinkConfig, ParquetCompression, ParquetSinkConfig, SinkConfig};
+pub use source::{
+    AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FormatConfig, FormatKind, SourceConfig,
+    SourceKind,
+};
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Names this daemon in the Delta `txn` app id and the commit info. Two daemons appending to
+    /// one table must have different ids. Default: the host name.
+    #[serde(default = "defaults::instance")]
+    pub instance: String,
+    /// Folder of the ledger (the record of every file seen) and other state.
+    #[serde(default = "defaults::state_dir")]
+    pub state_dir: PathBuf,
+    /// Folder where files that cannot be ingested are moved, one sub-folder per source.
+    #[serde(default = "defaults::quarantine_dir")]
+    pub quarantine_dir: PathBuf,
+    /// Sources by name.
+    pub sources: IndexMap<String, SourceConfig>,
+    /// Sinks by name.
+    pub sinks: IndexMap<String, SinkConfig>,
+}
+
+/// Every default value of the configuration, in one place.
+pub mod defaults {
+    use super::source::{AfterCommit, BadRowPolicy, FormatKind, SourceKind};
+    use super::units::{ByteSize, HumanDuration};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    pub fn instance() -> String {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "ingestd".to_string())
+    }
+    pub fn state_dir() -> PathBuf {
+        PathBuf::from("state")
+    }
+    pub fn quarantine_dir() -> PathBuf {
+        PathBuf::from("quarantine")
+    }
+    pub fn source_kind() -> SourceKind {
+        SourceKind::Folder
+    }
+    pub fn min_age() -> HumanDuration {
+        HumanDuration(Duration::from_secs(2))
+    }
+    pub fn relist_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn format_kind() -> FormatKind {
+        FormatKind::Auto
+    }
+    pub fn csv_delimiter() -> char {
+        ','
+    }
+    pub fn csv_quote() -> char {
+        '"'
+    }
+    pub fn csv_null_values() -> Vec<String> {
+        vec![String::new()]
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn on_bad_row() -> BadRowPolicy {
+        BadRowPolicy::QuarantineFile
+    }
+    pub fn after_commit() -> AfterCommit {
+        AfterCommit::Keep
+    }
+    pub fn batch_max_files() -> usize {
+        400
+    }
+    pub fn batch_max_rows() -> usize {
+        2_000_000
+    }
+    pub fn batch_max_bytes() -> ByteSize {
+        ByteSize(2 << 30)
+    }
+    pub fn batch_max_delay() -> HumanDuration {
+        HumanDuration(Duration::from_millis(200))
+    }
+    pub fn target_file_size() -> ByteSize {
+        ByteSize(128 << 20)
+    }
+    pub fn zstd_level() -> i32 {
+        3
+    }
+    pub fn parquet_compression() -> super::ParquetCompression {
+        super::ParquetCompression::Zstd
+    }
+}
+
+/// Why a configuration was refused. `Invalid` lists every problem, each naming its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}: {} problem(s):\n  {}", problems.len(), problems.join("\n  "))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+impl Config {
+    /// Reads, parses, resolves and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Config::from_toml(&text, base).map_err(|e| match e {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax { path: path.to_path_buf(), message },
+            ConfigError::Invalid { problems, .. } => ConfigError::Invalid { path: path.to_path_buf(), problems },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text whose relative paths are relative to `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.resolve_paths(base);
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid { path: PathBuf::from("<config>"), problems })
+        }
+    }
+
+    /// The configuration used when there is no config file: `./drop` into a Delta table at
+    /// `./lake`, columns inferred from the first file, state in `./state`.
+    pub fn builtin_default(base: &Path) -> Config {
+        const DEFAULT: &str = r#"
+            [sources.drop]
+            path = "drop"
+            sinks = ["lake"]
+
+            [sinks.lake]
+            kind = "delta"
+            uri = "lake"
+        "#;
+        match Config::from_toml(DEFAULT, base) {
+            Ok(config) => config,
+            // The embedded text is fixed and covered by a unit test.
+            Err(e) => unreachable!("built-in default config is invalid: {e}"),
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.state_dir);
+        resolve(&mut self.quarantine_dir);
+        for source in self.sources.values_mut() {
+            resolve(&mut source.path);
+            if let Some(dir) = source.archive_dir.as_mut() {
+                resolve(dir);
+            }
+        }
+        for sink in self.sinks.values_mut() {
+            match sink {
+                SinkConfig::Delta(delta) if !delta.uri.contains("://") => {
+                    delta.uri = base.join(&delta.uri).to_string_lossy().into_owned();
+                }
+                SinkConfig::Parquet(parquet) => {
+                    parquet.path = base.join(&parquet.path).to_string_lossy().into_owned();
+                }
+                SinkConfig::Delta(_) => {}
+            }
+        }
+    }
+
+    /// Every semantic problem, each starting with the key it concerns.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.instance.is_empty() || !self.instance.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            problems.push(format!("instance: {:?} must be non-empty letters, digits, '-', '_' or '.'", self.instance));
+        }
+        if self.sources.is_empty() {
+            problems.push("sources: at least one source is needed".to_string());
+        }
+        for (name, source) in &self.sources {
+            source_problems(name, source, self, &mut problems);
+        }
+        for (name, sink) in &self.sinks {
+            if let SinkConfig::Delta(DeltaSinkConfig { zstd_level, .. })
+            | SinkConfig::Parquet(ParquetSinkConfig { zstd_level, .. }) = sink
+                && !(1..=22).contains(zstd_level)
+            {
+                problems.push(format!("sinks.{name}.zstd_level: {zstd_level} is outside 1..=22"));
+            }
+        }
+        problems
+    }
+}
+
+fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems: &mut Vec<String>) {
+    let key = format!("sources.{name}");
+    if !valid_name(name) {
+        problems.push(format!("{key}: a source name must be letters, digits, '-' or '_'"));
+    }
+    for pattern in source.include.iter().chain(&source.exclude) {
+        if let Err(e) = globset::Glob::new(pattern) {
+            problems.push(format!("{key}.include/exclude: bad pattern {pattern:?}: {e}"));
+        }
+    }
+    if source.after_commit == AfterCommit::Archive && source.archive_dir.is_none() {
+        problems.push(format!("{key}.archive_dir: required when after_commit = \"archive\""));
+    }
+    let csv = &source.format.csv;
+    for (field, c) in [("delimiter", csv.delimiter), ("quote", csv.quote)] {
+        if !c.is_ascii() {
+            problems.push(format!("{key}.format.csv.{field}: {c:?} must be one ASCII character"));
+        }
+    }
+    let batch = &source.batch;
+    for (field, zero) in [("max_files", batch.max_files == 0), ("max_rows", batch.max_rows == 0), ("max_bytes", batch.max_bytes.0 == 0)] {
+        if zero {
+            problems.push(format!("{key}.batch.{field}: must be at least 1"));
+        }
+    }
+    for (column, spec) in &source.columns {
+        if column.starts_with('_') && source.metadata_columns {
+            problems.push(format!("{key}.columns.{column}: names starting with '_' are reserved for metadata columns"));
+        }
+        if spec.path.is_empty() || spec.path.split('.').any(str::is_empty) {
+            problems.push(format!("{key}.columns.{column}.path: {:?} is not a dotted path", spec.path));
+        }
+        if spec.format.is_some() && !spec.kind.takes_format() {
+            problems.push(format!("{key}.columns.{column}.format: only date and timestamp columns take a format"));
+        }
+    }
+    if source.sinks.is_empty() {
+        problems.push(format!("{key}.sinks: name at least one sink"));
+    }
+    for (i, sink_name) in source.sinks.iter().enumerate() {
+        match config.sinks.get(sink_name) {
+            None => problems.push(format!("{key}.sinks[{i}]: no sink named {sink_name:?} under [sinks]")),
+            Some(sink) if !source.columns.is_empty() => {
+                for column in sink.partition_by() {
+                    if !source.columns.contains_key(column) {
+                        problems.push(format!(
+                            "sinks.{sink_name}.partition_by: {column:?} is not a column of source {name:?}"
+                        ));
+                    }
+                }
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,67 @@
+//! Configuration of a sink: where committed rows go.
+
+use super::defaults;
+use super::units::ByteSize;
+use serde::Deserialize;
+
+/// A sink. Kafka, Druid and S3 locations slot in as further kinds with their own keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// A Delta Lake table.
+    Delta(DeltaSinkConfig),
+    /// A folder of Parquet files (optionally hive-partitioned).
+    Parquet(ParquetSinkConfig),
+}
+
+/// A Delta Lake table, created on first use with the source's columns.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaSinkConfig {
+    /// Table location: a local path (relative to the config file's folder) or `file://` URL.
+    pub uri: String,
+    /// Columns to partition the table by (must be output columns).
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Data files are cut at about this size.
+    #[serde(default = "defaults::target_file_size")]
+    pub target_file_size: ByteSize,
+    /// zstd level for the Parquet data files (1-22).
+    #[serde(default = "defaults::zstd_level")]
+    pub zstd_level: i32,
+}
+
+/// A folder of Parquet files with deterministic names, one or more per batch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// The dataset folder (relative to the config file's folder).
+    pub path: String,
+    /// Columns to partition by, hive style (`col=value/`).
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+    /// Parquet compression: `zstd` (default) or `none`.
+    #[serde(default = "defaults::parquet_compression")]
+    pub compression: ParquetCompression,
+    /// zstd level (1-22).
+    #[serde(default = "defaults::zstd_level")]
+    pub zstd_level: i32,
+}
+
+/// Compression of Parquet data files.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ParquetCompression {
+    Zstd,
+    None,
+}
+
+impl SinkConfig {
+    /// The partition columns, whatever the kind.
+    pub fn partition_by(&self) -> &[String] {
+        match self {
+            SinkConfig::Delta(c) => &c.partition_by,
+            SinkConfig::Parquet(c) => &c.partition_by,
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Wires the stages together: `once` ingests what is present and returns; `run` watches every
+//! source until asked to stop. Each source has a discovery thread and an async task that owns
+//! its [`SourceRuntime`]; the ledger is shared.
+
+use crate::config::Config;
+use crate::discover::{Candidate, FolderSource};
+use crate::ledger::Ledger;
+use crate::runtime::{RuntimeError, SharedLedger, SourceRuntime, Totals};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+/// What `ingestd once` did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    pub totals: Totals,
+    pub seconds: f64,
+}
+
+impl Summary {
+    pub fn rows_per_second(&self) -> f64 {
+        if self.seconds > 0.0 { self.totals.rows as f64 / self.seconds } else { 0.0 }
+    }
+}
+
+/// Opens the ledger and builds a recovered runtime per source.
+async fn start(config: &Config) -> Result<(SharedLedger, Vec<SourceRuntime>), RuntimeError> {
+    let ledger = Arc::new(Mutex::new(Ledger::open(&config.state_dir)?));
+    let mut runtimes = Vec::new();
+    for name in config.sources.keys() {
+        let mut runtime = SourceRuntime::new(name, config)?;
+        runtime.recover(&ledger).await?;
+        runtimes.push(runtime);
+    }
+    Ok((ledger, runtimes))
+}
+
+/// Ingests every file present in every source (waiting for files still being written), then
+/// returns. `on_batch` sees the running totals after each batch (for a progress bar).
+pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<Summary, RuntimeError> {
+    let started = Instant::now();
+    let (ledger, mut runtimes) = start(config).await?;
+    let mut summary = Summary::default();
+    for runtime in &mut runtimes {
+        let mut folder = FolderSource::new(&runtime.name, &runtime.config)
+            .map_err(|e| RuntimeError::Internal(format!("source {}: {e}", runtime.name)))?;
+        loop {
+            for candidate in folder.poll(Duration::ZERO) {
+                runtime.offer(&ledger, &candidate)?;
+                if runtime.batcher.len() >= runtime.config.batch.max_files {
+                    runtime.run_due(&ledger, false).await?;
+                    on_batch(&runtime.totals);
+                }
+            }
+            if folder.waiting() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while !runtime.batcher.is_empty() {
+            runtime.run_due(&ledger, true).await?;
+            on_batch(&runtime.totals);
+        }
+        summary.totals.add(&runtime.totals);
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Watches every source until `stop` turns true; the batch in flight is finished first.
+pub async fn run(config: &Config, mut stop: watch::Receiver<bool>) -> Result<(), RuntimeError> {
+    let (ledger, runtimes) = start(config).await?;
+    let halt = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let mut threads = Vec::new();
+    for runtime in runtimes {
+        let (tx, rx) = mpsc::channel::<Candidate>(1024);
+        let mut folder = FolderSource::new(&runtime.name, &runtime.config)
+            .map_err(|e| RuntimeError::Internal(format!("source {}: {e}", runtime.name)))?;
+        if let Err(e) = folder.watch() {
+            warn!(source = %runtime.name, error = %e, "no file notifications; relying on periodic listing");
+        }
+        let thread_halt = halt.clone();
+        threads.push(std::thread::spawn(move || discover_loop(folder, tx, &thread_halt)));
+        tasks.push(tokio::spawn(source_loop(runtime, ledger.clone(), rx, stop.clone())));
+    }
+    info!(sources = tasks.len(), "ingestd running");
+    while !*stop.borrow() {
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    info!("stopping: finishing the batch in flight");
+    halt.store(true, Ordering::Relaxed);
+    for task in tasks {
+        if let Err(e) = task.await {
+            error!(error = %e, "source task failed");
+        }
+    }
+    for thread in threads {
+        let _ = thread.join();
+    }
+    Ok(())
+}
+
+fn discover_loop(mut folder: FolderSource, tx: mpsc::Sender<Candidate>, halt: &AtomicBool) {
+    while !halt.load(Ordering::Relaxed) {
+        for candidate in folder.poll(Duration::from_millis(100)) {
+            if tx.blocking_send(candidate).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, mut rx: mpsc::Receiver<Candidate>, mut stop: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let wait = runtime.batcher.due_in(Instant::now()).unwrap_or(Duration::from_secs(1));
+        tokio::select! {
+            candidate = rx.recv() => {
+                let Some(candidate) = candidate else { return };
+                let mut next = Some(candidate);
+                while let Some(candidate) = next {
+                    if let Err(e) = runtime.offer(&ledger, &candidate) {
+                        error!(source = %runtime.name, file = %candidate.name, error = %e, "cannot admit file");
+                    }
+                    next = rx.try_recv().ok();
+                }
+            }
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match runtime.run_due(&ledger, false).await {
+            Ok(_) => backoff = Duration::from_secs(1),
+            Err(e) => {
+                error!(source = %runtime.name, error = %e, retry_in = ?backoff, "batch failed; will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! CSV (RFC 4180: quotes, embedded newlines, CRLF) through arrow-csv, every column as text.
+
+use super::{DecodeError, Position, BATCH_ROWS};
+use crate::config::CsvConfig;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use std::io::{BufRead, Cursor};
+use std::sync::Arc;
+
+type Emit<'e> = &'e mut dyn FnMut(RecordBatch) -> Result<(), DecodeError>;
+
+/// The header's column names, read without consuming the stream.
+fn header(reader: &mut dyn BufRead, csv: &CsvConfig) -> Result<Vec<String>, DecodeError> {
+    let head = reader.fill_buf().map_err(|e| DecodeError::io("cannot read", e))?;
+    let (schema, _) = arrow::csv::reader::Format::default()
+        .with_header(true)
+        .with_delimiter(csv.delimiter as u8)
+        .with_quote(csv.quote as u8)
+        .infer_schema(Cursor::new(head), Some(0))
+        .map_err(|e| DecodeError::malformed(format!("cannot read the CSV header: {e}"), Some(line(1))))?;
+    Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
+}
+
+fn line(n: u64) -> Position {
+    Position { line: Some(n), ..Default::default() }
+}
+
+fn reader_for(
+    reader: Box<dyn BufRead + Send>,
+    csv: &CsvConfig,
+    header: &[String],
+    projection: Vec<usize>,
+) -> Result<arrow::csv::reader::BufReader<Box<dyn BufRead + Send>>, DecodeError> {
+    let schema = Schema::new(header.iter().map(|h| Field::new(h, DataType::Utf8, true)).collect::<Vec<_>>());
+    arrow::csv::ReaderBuilder::new(Arc::new(schema))
+        .with_header(true)
+        .with_delimiter(csv.delimiter as u8)
+        .with_quote(csv.quote as u8)
+        .with_batch_size(BATCH_ROWS)
+        .with_truncated_rows(csv.allow_short_rows)
+        .with_projection(projection)
+        .build_buffered(reader)
+        .map_err(|e| DecodeError::malformed(format!("cannot read CSV: {e}"), None))
+}
+
+/// Decodes the columns named in `wanted`; a wanted column missing from the header is an error.
+pub(super) fn decode(
+    mut reader: Box<dyn BufRead + Send>,
+    csv: &CsvConfig,
+    wanted: &[String],
+    emit: Emit<'_>,
+) -> Result<u64, DecodeError> {
+    let header = header(&mut reader, csv)?;
+    if header.is_empty() {
+        return Ok(0);
+    }
+    let mut projection = Vec::with_capacity(wanted.len());
+    for column in wanted {
+        match header.iter().position(|h| h == column) {
+            Some(i) => projection.push(i),
+            None => {
+                return Err(DecodeError::malformed(
+                    format!("the CSV header has no column {column:?} (it has {header:?})"),
+                    Some(line(1)),
+                ));
+            }
+        }
+    }
+    let mut rows = 0u64;
+    for batch in reader_for(reader, csv, &header, projection)? {
+        let batch = batch.map_err(|e| {
+            DecodeError::malformed(format!("invalid CSV: {e}"), Some(Position { record: Some(rows + 1), ..Default::default() }))
+        })?;
+        rows += batch.num_rows() as u64;
+        emit(batch)?;
+    }
+    Ok(rows)
+}
+
+/// The header and up to `limit` rows, all columns.
+pub(super) fn sample(mut reader: Box<dyn BufRead + Send>, csv: &CsvConfig, limit: usize) -> Result<RecordBatch, DecodeError> {
+    let header = header(&mut reader, csv)?;
+    let projection = (0..header.len()).collect();
+    let schema = Arc::new(Schema::new(header.iter().map(|h| Field::new(h, DataType::Utf8, true)).collect::<Vec<_>>()));
+    match reader_for(reader, csv, &header, projection)?.next() {
+        Some(batch) => {
+            let batch = batch.map_err(|e| DecodeError::malformed(format!("invalid CSV: {e}"), None))?;
+            Ok(batch.slice(0, limit.min(batch.num_rows())))
+        }
+        None => Ok(RecordBatch::new_empty(schema)),
+    }
+}

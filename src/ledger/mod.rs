@@ -1,0 +1,398 @@
+//! Stage 2, admit: the ledger records every file seen, by name, size, mtime and content hash,
+//! and every batch with the sink commits that hold it.
+//!
+//! The ledger is a cache: the truth about what is committed lives in the sinks (the Delta log's
+//! `txn` actions and commit info, the Parquet folder's batch manifests). At start-up
+//! [`crate::recover`] reconciles the two, so a lost or stale ledger costs time, never rows.
+//!
+//! SQLite in WAL mode with `synchronous=FULL`: every transaction is durable when it returns,
+//! one file holds everything, and an operator can answer "did file X make it in?" with the
+//! `sqlite3` shell.
+
+mod schema;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+pub use schema::LEDGER_FILE;
+
+/// Where a file stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// Part of a batch whose commit is under way.
+    InFlight,
+    /// Its rows are committed to every sink of its source.
+    Committed,
+    /// Same content as a file already committed; not ingested again.
+    Duplicate,
+    /// Refused; moved to the quarantine folder.
+    Quarantined,
+}
+
+impl FileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::InFlight => "in_flight",
+            FileState::Committed => "committed",
+            FileState::Duplicate => "duplicate",
+            FileState::Quarantined => "quarantined",
+        }
+    }
+
+    fn parse(text: &str) -> Option<FileState> {
+        Some(match text {
+            "in_flight" => FileState::InFlight,
+            "committed" => FileState::Committed,
+            "duplicate" => FileState::Duplicate,
+            "quarantined" => FileState::Quarantined,
+            _ => return None,
+        })
+    }
+}
+
+/// A file as the ledger knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileEntry {
+    pub name: String,
+    pub size: Option<u64>,
+    pub mtime_ns: Option<i64>,
+    /// BLAKE3 of the file's bytes as stored (before decompression), hex.
+    pub hash: String,
+    pub rows: Option<u64>,
+}
+
+/// A batch: the files whose rows one commit per sink holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchEntry {
+    pub source: String,
+    /// Per-source sequence number; the Delta `txn` version of the commit.
+    pub seq: i64,
+    pub files: Vec<FileEntry>,
+}
+
+/// Ledger counts for `ingestd status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRow {
+    pub source: String,
+    pub state: String,
+    pub files: u64,
+    pub rows: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("ledger {path} is damaged ({detail}); it was not used")]
+    Damaged { path: PathBuf, detail: String },
+    #[error("cannot create state folder {path}: {source}")]
+    Folder { path: PathBuf, source: std::io::Error },
+}
+
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+/// The open ledger of one daemon.
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger in `state_dir`, checking its integrity first.
+    pub fn open(state_dir: &Path) -> Result<Ledger> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|source| LedgerError::Folder { path: state_dir.to_path_buf(), source })?;
+        let path = state_dir.join(LEDGER_FILE);
+        let conn = Connection::open(&path).map_err(|source| LedgerError::Sqlite { path: path.clone(), source })?;
+        let ledger = Ledger { conn, path };
+        ledger.check_integrity()?;
+        schema::migrate(&ledger.conn).map_err(|e| ledger.err(e))?;
+        Ok(ledger)
+    }
+
+    fn check_integrity(&self) -> Result<()> {
+        let verdict: std::result::Result<String, _> = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
+        match verdict {
+            Ok(ok) if ok == "ok" => Ok(()),
+            Ok(detail) => Err(LedgerError::Damaged { path: self.path.clone(), detail }),
+            Err(e) => Err(LedgerError::Damaged { path: self.path.clone(), detail: e.to_string() }),
+        }
+    }
+
+    fn err(&self, source: rusqlite::Error) -> LedgerError {
+        LedgerError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// The state of a file already recorded under this name with this exact size and mtime.
+    pub fn known(&self, source: &str, name: &str, size: u64, mtime_ns: i64) -> Result<Option<FileState>> {
+        self.conn
+            .query_row(
+                "SELECT state FROM files WHERE source = ?1 AND name = ?2 AND size = ?3 AND mtime_ns = ?4
+                 ORDER BY id DESC LIMIT 1",
+                params![source, name, size as i64, mtime_ns],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|s| s.and_then(|s| FileState::parse(&s)))
+            .map_err(|e| self.err(e))
+    }
+
+    /// The name of a committed (or in-flight) file of this source with this content, if any.
+    pub fn holder_of(&self, source: &str, hash: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT name FROM files WHERE source = ?1 AND hash = ?2 AND state IN ('committed', 'in_flight') LIMIT 1",
+                params![source, hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a file that repeats content already committed.
+    pub fn record_duplicate(&self, source: &str, file: &FileEntry, of: &str) -> Result<()> {
+        self.insert_file(source, file, FileState::Duplicate, None, Some(&format!("same content as {of:?}")))
+    }
+
+    /// Records a refused file and why.
+    pub fn record_quarantined(&self, source: &str, file: &FileEntry, reason: &str) -> Result<()> {
+        self.insert_file(source, file, FileState::Quarantined, None, Some(reason))
+    }
+
+    fn insert_file(&self, source: &str, f: &FileEntry, state: FileState, batch: Option<i64>, note: Option<&str>) -> Result<()> {
+        insert_file(&self.conn, source, f, state, batch, note).map_err(|e| self.err(e))
+    }
+
+    /// The sequence number the next batch of `source` takes.
+    pub fn next_seq(&self, source: &str) -> Result<i64> {
+        self.conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM batches WHERE source = ?1", params![source], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Durably records a batch as in flight, before any sink commit is attempted.
+    pub fn begin_batch(&mut self, batch: &BatchEntry) -> Result<()> {
+        let path = self.path.clone();
+        let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        tx.execute(
+            "INSERT INTO batches (source, seq, state, files, rows, started_at) VALUES (?1, ?2, 'in_flight', ?3, ?4, ?5)",
+            params![batch.source, batch.seq, batch.files.len() as i64, total_rows(batch), now()],
+        )
+        .map_err(wrap)?;
+        for file in &batch.files {
+            insert_file(&tx, &batch.source, file, FileState::InFlight, Some(batch.seq), None).map_err(wrap)?;
+        }
+        tx.commit().map_err(wrap)
+    }
+
+    /// Records that `sink` holds the batch, with the sink's own reference (e.g. "delta version 7").
+    pub fn record_sink_commit(&self, source: &str, seq: i64, sink: &str, commit_ref: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO batch_sinks (source, seq, sink, commit_ref, committed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![source, seq, sink, commit_ref, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The sinks that already hold a batch.
+    pub fn sinks_holding(&self, source: &str, seq: i64) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sink FROM batch_sinks WHERE source = ?1 AND seq = ?2 ORDER BY sink")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(params![source, seq], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Marks a batch and its files committed (every sink holds it).
+    pub fn finish_batch(&mut self, source: &str, seq: i64) -> Result<()> {
+        self.set_batch_state(source, seq, "committed", Some(FileState::Committed))
+    }
+
+    /// Forgets an in-flight batch that no sink holds: its files will be read again.
+    pub fn abandon_batch(&mut self, source: &str, seq: i64) -> Result<()> {
+        self.set_batch_state(source, seq, "abandoned", None)
+    }
+
+    fn set_batch_state(&mut self, source: &str, seq: i64, state: &str, files: Option<FileState>) -> Result<()> {
+        let path = self.path.clone();
+        let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        tx.execute(
+            "UPDATE batches SET state = ?3, finished_at = ?4 WHERE source = ?1 AND seq = ?2",
+            params![source, seq, state, now()],
+        )
+        .map_err(wrap)?;
+        match files {
+            Some(file_state) => tx.execute(
+                "UPDATE files SET state = ?3, updated_at = ?4 WHERE source = ?1 AND batch = ?2 AND state = 'in_flight'",
+                params![source, seq, file_state.as_str(), now()],
+            ),
+            None => tx.execute(
+                "DELETE FROM files WHERE source = ?1 AND batch = ?2 AND state = 'in_flight'",
+                params![source, seq],
+            ),
+        }
+        .map_err(wrap)?;
+        tx.commit().map_err(wrap)
+    }
+
+    /// Batches of `source` recorded as in flight (a crash interrupted them).
+    pub fn in_flight_batches(&self, source: &str) -> Result<Vec<BatchEntry>> {
+        let seqs: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT seq FROM batches WHERE source = ?1 AND state = 'in_flight' ORDER BY seq")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt.query_map(params![source], |r| r.get(0)).map_err(|e| self.err(e))?;
+            rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))?
+        };
+        seqs.into_iter()
+            .map(|seq| Ok(BatchEntry { source: source.to_string(), seq, files: self.batch_files(source, seq)? }))
+            .collect()
+    }
+
+    fn batch_files(&self, source: &str, seq: i64) -> Result<Vec<FileEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, size, mtime_ns, hash, rows FROM files WHERE source = ?1 AND batch = ?2 ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![source, seq], |r| {
+                Ok(FileEntry {
+                    name: r.get(0)?,
+                    size: r.get::<_, Option<i64>>(1)?.map(|s| s as u64),
+                    mtime_ns: r.get(2)?,
+                    hash: r.get(3)?,
+                    rows: r.get::<_, Option<i64>>(4)?.map(|s| s as u64),
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The highest batch sequence of `source` that the ledger knows `sink` holds.
+    pub fn highest_seq_in(&self, source: &str, sink: &str) -> Result<Option<i64>> {
+        self.conn
+            .query_row("SELECT MAX(seq) FROM batch_sinks WHERE source = ?1 AND sink = ?2", params![source, sink], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    /// Rebuilds knowledge of batches found in a sink but missing here (the state folder was lost).
+    pub fn import_committed(&mut self, sink: &str, batches: &[(BatchEntry, String)]) -> Result<()> {
+        let path = self.path.clone();
+        let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        for (batch, commit_ref) in batches {
+            tx.execute(
+                "INSERT OR IGNORE INTO batches (source, seq, state, files, rows, started_at, finished_at)
+                 VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?5)",
+                params![batch.source, batch.seq, batch.files.len() as i64, total_rows(batch), now()],
+            )
+            .map_err(wrap)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO batch_sinks (source, seq, sink, commit_ref, committed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![batch.source, batch.seq, sink, commit_ref, now()],
+            )
+            .map_err(wrap)?;
+            let known: i64 = tx
+                .query_row("SELECT COUNT(*) FROM files WHERE source = ?1 AND batch = ?2", params![batch.source, batch.seq], |r| r.get(0))
+                .map_err(wrap)?;
+            if known == 0 {
+                for file in &batch.files {
+                    insert_file(&tx, &batch.source, file, FileState::Committed, Some(batch.seq), Some("rebuilt from sink")).map_err(wrap)?;
+                }
+            }
+        }
+        tx.commit().map_err(wrap)
+    }
+
+    /// File counts and rows per source and state.
+    pub fn status(&self) -> Result<Vec<StatusRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, state, COUNT(*), COALESCE(SUM(rows), 0) FROM files GROUP BY source, state ORDER BY source, state")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StatusRow { source: r.get(0)?, state: r.get(1)?, files: r.get::<_, i64>(2)? as u64, rows: r.get::<_, i64>(3)? as u64 })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// The newest sink commit per (source, sink): (source, sink, seq, commit_ref, committed_at).
+    pub fn last_commits(&self) -> Result<Vec<(String, String, i64, String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT source, sink, seq, commit_ref, committed_at FROM batch_sinks b
+                 WHERE seq = (SELECT MAX(seq) FROM batch_sinks WHERE source = b.source AND sink = b.sink)
+                 ORDER BY source, sink",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Quarantined files of a source: (name, reason).
+    pub fn quarantined(&self, source: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, COALESCE(note, '') FROM files WHERE source = ?1 AND state = 'quarantined' ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map(params![source], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Forgets a quarantine verdict so the file is read again when it reappears.
+    pub fn forget_quarantined(&self, source: &str, name: &str) -> Result<usize> {
+        self.conn
+            .execute("DELETE FROM files WHERE source = ?1 AND name = ?2 AND state = 'quarantined'", params![source, name])
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn insert_file(
+    conn: &Connection,
+    source: &str,
+    f: &FileEntry,
+    state: FileState,
+    batch: Option<i64>,
+    note: Option<&str>,
+) -> rusqlite::Result<()> {
+    let ts = now();
+    conn.execute(
+        "INSERT INTO files (source, name, size, mtime_ns, hash, state, batch, rows, note, first_seen_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+        params![
+            source,
+            f.name,
+            f.size.map(|s| s as i64),
+            f.mtime_ns,
+            f.hash,
+            state.as_str(),
+            batch,
+            f.rows.map(|r| r as i64),
+            note,
+            ts
+        ],
+    )
+    .map(drop)
+}
+
+fn total_rows(batch: &BatchEntry) -> i64 {
+    batch.files.iter().filter_map(|f| f.rows).sum::<u64>() as i64
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,73 @@
+use super::*;
+
+fn file(name: &str, hash: &str, rows: u64) -> FileEntry {
+    FileEntry { name: name.into(), size: Some(10), mtime_ns: Some(7), hash: hash.into(), rows: Some(rows) }
+}
+
+#[test]
+fn a_batch_goes_from_in_flight_to_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    assert_eq!(ledger.next_seq("s").unwrap(), 1);
+    let batch = BatchEntry { source: "s".into(), seq: 1, files: vec![file("a", "h1", 3), file("b", "h2", 4)] };
+    ledger.begin_batch(&batch).unwrap();
+    assert_eq!(ledger.known("s", "a", 10, 7).unwrap(), Some(FileState::InFlight));
+    assert_eq!(ledger.in_flight_batches("s").unwrap(), vec![batch.clone()]);
+    assert_eq!(ledger.holder_of("s", "h2").unwrap().as_deref(), Some("b"));
+
+    ledger.record_sink_commit("s", 1, "lake", "delta version 3").unwrap();
+    ledger.finish_batch("s", 1).unwrap();
+    assert_eq!(ledger.known("s", "a", 10, 7).unwrap(), Some(FileState::Committed));
+    assert_eq!(ledger.known("s", "a", 11, 7).unwrap(), None, "another size is another file");
+    assert!(ledger.in_flight_batches("s").unwrap().is_empty());
+    assert_eq!(ledger.next_seq("s").unwrap(), 2);
+    assert_eq!(ledger.highest_seq_in("s", "lake").unwrap(), Some(1));
+    let status = ledger.status().unwrap();
+    assert_eq!(status, vec![StatusRow { source: "s".into(), state: "committed".into(), files: 2, rows: 7 }]);
+}
+
+#[test]
+fn an_abandoned_batch_forgets_its_files_but_keeps_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    ledger.begin_batch(&BatchEntry { source: "s".into(), seq: 1, files: vec![file("a", "h1", 3)] }).unwrap();
+    ledger.abandon_batch("s", 1).unwrap();
+    assert_eq!(ledger.known("s", "a", 10, 7).unwrap(), None);
+    assert_eq!(ledger.holder_of("s", "h1").unwrap(), None);
+    assert_eq!(ledger.next_seq("s").unwrap(), 2, "a txn version is never reused");
+}
+
+#[test]
+fn survives_reopening_and_imports_batches_found_in_a_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        let imported = BatchEntry { source: "s".into(), seq: 5, files: vec![file("x", "hx", 9)] };
+        ledger.import_committed("lake", &[(imported, "delta version 9".into())]).unwrap();
+    }
+    let ledger = Ledger::open(dir.path()).unwrap();
+    assert_eq!(ledger.holder_of("s", "hx").unwrap().as_deref(), Some("x"));
+    assert_eq!(ledger.next_seq("s").unwrap(), 6);
+    assert_eq!(ledger.last_commits().unwrap()[0].3, "delta version 9");
+}
+
+#[test]
+fn quarantine_verdicts_can_be_listed_and_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    ledger.record_quarantined("s", &file("bad", "hb", 0), "line 3: expected value").unwrap();
+    assert_eq!(ledger.quarantined("s").unwrap(), vec![("bad".to_string(), "line 3: expected value".to_string())]);
+    assert_eq!(ledger.forget_quarantined("s", "bad").unwrap(), 1);
+    assert!(ledger.quarantined("s").unwrap().is_empty());
+}
+
+#[test]
+fn a_damaged_ledger_is_refused_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(LEDGER_FILE), vec![0x5a; 8192]).unwrap();
+    match Ledger::open(dir.path()) {
+        Err(LedgerError::Damaged { .. }) => {}
+        Err(other) => panic!("expected Damaged, got {other}"),
+        Ok(_) => panic!("a garbage ledger was opened"),
+    }
+}

@@ -1,0 +1,176 @@
+//! Text to typed values. Strings holding numbers become numbers, whole floats become integers,
+//! dates follow the column's format; anything else is reported to the caller's policy.
+
+use super::MapError;
+use crate::config::{ColumnConfig, ColumnType};
+use arrow::array::{
+    Array, ArrayRef, BooleanBuilder, PrimitiveBuilder, StringArray, StringBuilder,
+};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{ArrowPrimitiveType, Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use std::sync::Arc;
+
+const UNIX_EPOCH_DAY: i32 = 719_163; // NaiveDate::from_ymd(1970, 1, 1).num_days_from_ce()
+
+/// Converts one text column. `on_bad(row, value, reason)` decides what a bad value means: an
+/// error ends the conversion, `Ok` makes the value null.
+pub(super) fn column(
+    text: &StringArray,
+    nulls: Option<&NullBuffer>,
+    spec: &ColumnConfig,
+    null_if: &dyn Fn(&str) -> bool,
+    mut on_bad: impl FnMut(usize, &str, String) -> Result<(), MapError>,
+) -> Result<ArrayRef, MapError> {
+    let value = |row: usize| -> Option<&str> {
+        if nulls.is_some_and(|n| n.is_null(row)) || text.is_null(row) {
+            return None;
+        }
+        let v = text.value(row);
+        (!null_if(v)).then_some(v)
+    };
+    let format = spec.format.as_deref();
+    Ok(match spec.kind {
+        ColumnType::String => {
+            let mut out = StringBuilder::with_capacity(text.len(), text.value_data().len());
+            for row in 0..text.len() {
+                out.append_option(value(row));
+            }
+            Arc::new(out.finish())
+        }
+        ColumnType::Int64 => Arc::new(primitive::<Int64Type>(text.len(), value, &mut on_bad, parse_i64)?),
+        ColumnType::Int32 => Arc::new(primitive::<Int32Type>(text.len(), value, &mut on_bad, |v| {
+            parse_i64(v).and_then(|n| i32::try_from(n).map_err(|_| "out of range for int32".to_string()))
+        })?),
+        ColumnType::Float64 => Arc::new(primitive::<Float64Type>(text.len(), value, &mut on_bad, |v| {
+            v.trim().parse::<f64>().map_err(|e| e.to_string())
+        })?),
+        ColumnType::Date => Arc::new(primitive::<Date32Type>(text.len(), value, &mut on_bad, |v| parse_date(v, format))?),
+        ColumnType::Timestamp => Arc::new(
+            primitive::<TimestampMicrosecondType>(text.len(), value, &mut on_bad, |v| parse_timestamp(v, format))?
+                .with_timezone("UTC"),
+        ),
+        ColumnType::Bool => {
+            let mut out = BooleanBuilder::with_capacity(text.len());
+            for row in 0..text.len() {
+                let parsed = match value(row) {
+                    None => None,
+                    Some(v) => match parse_bool(v) {
+                        Ok(b) => Some(b),
+                        Err(reason) => {
+                            on_bad(row, v, reason)?;
+                            None
+                        }
+                    },
+                };
+                out.append_option(parsed);
+            }
+            Arc::new(out.finish())
+        }
+    })
+}
+
+fn primitive<'a, T: ArrowPrimitiveType>(
+    len: usize,
+    value: impl Fn(usize) -> Option<&'a str>,
+    on_bad: &mut impl FnMut(usize, &str, String) -> Result<(), MapError>,
+    parse: impl Fn(&str) -> Result<T::Native, String>,
+) -> Result<arrow::array::PrimitiveArray<T>, MapError> {
+    let mut out = PrimitiveBuilder::<T>::with_capacity(len);
+    for row in 0..len {
+        match value(row) {
+            None => out.append_null(),
+            Some(v) => match parse(v) {
+                Ok(n) => out.append_value(n),
+                Err(reason) => {
+                    on_bad(row, v, reason)?;
+                    out.append_null();
+                }
+            },
+        }
+    }
+    Ok(out.finish())
+}
+
+/// Integers, also written as whole floats ("265000.0") or with surrounding spaces.
+pub fn parse_i64(v: &str) -> Result<i64, String> {
+    let v = v.trim();
+    if let Ok(n) = v.parse::<i64>() {
+        return Ok(n);
+    }
+    match v.parse::<f64>() {
+        Ok(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => Ok(f as i64),
+        Ok(_) => Err("not a whole number".into()),
+        Err(_) => Err("not a number".into()),
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "1" => Ok(true),
+        "false" | "f" | "no" | "n" | "0" => Ok(false),
+        _ => Err("not a boolean".into()),
+    }
+}
+
+/// Days since 1970-01-01.
+pub fn parse_date(v: &str, format: Option<&str>) -> Result<i32, String> {
+    let v = v.trim();
+    let date = match format {
+        Some(f) => NaiveDate::parse_from_str(v, f).map_err(|e| format!("{e} (format {f:?})"))?,
+        None => NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|e| format!("{e} (expected YYYY-MM-DD)"))?,
+    };
+    Ok(chrono::Datelike::num_days_from_ce(&date) - UNIX_EPOCH_DAY)
+}
+
+/// Microseconds since the Unix epoch, UTC. Text without a zone is taken as UTC.
+pub fn parse_timestamp(v: &str, format: Option<&str>) -> Result<i64, String> {
+    let v = v.trim();
+    let micros = |t: NaiveDateTime| t.and_utc().timestamp_micros();
+    if let Some(f) = format {
+        return DateTime::parse_from_str(v, f)
+            .map(|t| t.timestamp_micros())
+            .or_else(|_| NaiveDateTime::parse_from_str(v, f).map(micros))
+            .map_err(|e| format!("{e} (format {f:?})"));
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(t.timestamp_micros());
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(v, f) {
+            return Ok(micros(t));
+        }
+    }
+    NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        .map(|d| micros(d.and_time(chrono::NaiveTime::MIN)))
+        .map_err(|_| "expected RFC 3339 or YYYY-MM-DD[ HH:MM:SS]".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpadded_dates_parse_with_the_attom_format() {
+        assert_eq!(parse_date("1970-1-2", Some("%Y-%-m-%-d")), Ok(1));
+        assert_eq!(parse_date("2021-1-4", Some("%Y-%-m-%-d")), parse_date("2021-01-04", None));
+        assert!(parse_date("2021-13-4", Some("%Y-%-m-%-d")).is_err());
+        assert!(parse_date("", None).is_err());
+    }
+
+    #[test]
+    fn integers_accept_whole_floats_only() {
+        assert_eq!(parse_i64("265000"), Ok(265000));
+        assert_eq!(parse_i64(" 265000.0 "), Ok(265000));
+        assert!(parse_i64("0.5").is_err());
+        assert!(parse_i64("n/a").is_err());
+    }
+
+    #[test]
+    fn timestamps_default_to_utc() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01Z", None), Ok(1_000_000));
+        assert_eq!(parse_timestamp("1970-01-01 00:00:01.5", None), Ok(1_500_000));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00", None), Ok(0));
+        assert_eq!(parse_timestamp("01/01/1970 00:00", Some("%m/%d/%Y %H:%M")), Ok(0));
+    }
+}

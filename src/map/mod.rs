@@ -1,0 +1,203 @@
+//! Stage 4, map: decoded records (nested, every leaf as text) into the flat typed columns of
+//! the table, following `on_bad_row` for values that do not convert.
+
+mod convert;
+pub mod infer;
+
+use crate::config::{BadRowPolicy, ColumnConfig, ColumnType, FormatConfig};
+use crate::decode::DecodePlan;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, StructArray, TimestampMicrosecondArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use indexmap::IndexMap;
+use std::sync::Arc;
+
+/// Name of the metadata column holding the source file's name.
+pub const SOURCE_FILE_COLUMN: &str = "_source_file";
+/// Name of the metadata column holding the time the batch was committed (UTC, microseconds).
+pub const INGESTED_AT_COLUMN: &str = "_ingested_at";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error("column {column:?}, record {record}: cannot convert {value:?} to {kind:?}: {reason}")]
+    BadValue { column: String, record: u64, value: String, kind: ColumnType, reason: String },
+    #[error("mapping: {0}")]
+    Invalid(String),
+    #[error("mapping: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+#[derive(Debug, Clone)]
+struct MappedColumn {
+    name: String,
+    path: Vec<String>,
+    spec: ColumnConfig,
+}
+
+/// The compiled mapping of one source.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    columns: Vec<MappedColumn>,
+    schema: SchemaRef,
+    metadata_columns: bool,
+    policy: BadRowPolicy,
+    /// Values that mean null in any column (CSV `null_values`).
+    null_values: Vec<String>,
+}
+
+/// One mapped record batch and what was lost on the way.
+#[derive(Debug)]
+pub struct Mapped {
+    pub batch: RecordBatch,
+    /// Rows with at least one value that did not convert (nulled or skipped by policy).
+    pub bad_rows: u64,
+}
+
+impl Mapping {
+    pub fn new(
+        columns: &IndexMap<String, ColumnConfig>,
+        metadata_columns: bool,
+        policy: BadRowPolicy,
+        null_values: Vec<String>,
+    ) -> Result<Mapping, MapError> {
+        if columns.is_empty() {
+            return Err(MapError::Invalid("no columns".into()));
+        }
+        let columns: Vec<MappedColumn> = columns
+            .iter()
+            .map(|(name, spec)| MappedColumn { name: name.clone(), path: spec.path.split('.').map(String::from).collect(), spec: spec.clone() })
+            .collect();
+        let mut fields: Vec<Field> = columns.iter().map(|c| Field::new(&c.name, arrow_type(c.spec.kind), true)).collect();
+        if metadata_columns {
+            fields.push(Field::new(SOURCE_FILE_COLUMN, DataType::Utf8, true));
+            fields.push(Field::new(INGESTED_AT_COLUMN, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true));
+        }
+        let mapping = Mapping { columns, schema: Arc::new(Schema::new(fields)), metadata_columns, policy, null_values };
+        mapping.json_schema()?;
+        Ok(mapping)
+    }
+
+    /// The schema of the mapped batches (and of the table).
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// What the decoder must read for this mapping.
+    pub fn decode_plan(&self, format: &FormatConfig) -> Result<DecodePlan, MapError> {
+        Ok(DecodePlan {
+            format: format.clone(),
+            json_schema: self.json_schema()?,
+            csv_columns: self.columns.iter().map(|c| c.spec.path.clone()).collect::<indexmap::IndexSet<_>>().into_iter().collect(),
+        })
+    }
+
+    /// The nested schema holding exactly the paths the columns read, every leaf as text.
+    fn json_schema(&self) -> Result<SchemaRef, MapError> {
+        #[derive(Default)]
+        struct Node {
+            children: IndexMap<String, Node>,
+            leaf: bool,
+        }
+        let mut root = Node::default();
+        for column in &self.columns {
+            let mut node = &mut root;
+            for (depth, segment) in column.path.iter().enumerate() {
+                let is_leaf = depth + 1 == column.path.len();
+                node = node.children.entry(segment.clone()).or_default();
+                if (is_leaf && !node.children.is_empty()) || (!is_leaf && node.leaf) {
+                    return Err(MapError::Invalid(format!(
+                        "column {:?}: path {:?} is both a value and an object in this mapping",
+                        column.name, column.spec.path
+                    )));
+                }
+                node.leaf |= is_leaf;
+            }
+        }
+        fn fields(node: &Node) -> Fields {
+            node.children
+                .iter()
+                .map(|(name, child)| {
+                    let kind = if child.leaf { DataType::Utf8 } else { DataType::Struct(fields(child)) };
+                    Field::new(name, kind, true)
+                })
+                .collect()
+        }
+        Ok(Arc::new(Schema::new(fields(&root))))
+    }
+
+    /// Maps one decoded batch. `first_record` is the 1-based record number of its first row in
+    /// the file, for error messages.
+    pub fn apply(&self, raw: &RecordBatch, file_name: &str, ingested_at_us: i64, first_record: u64) -> Result<Mapped, MapError> {
+        let rows = raw.num_rows();
+        let mut bad = vec![false; rows];
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for column in &self.columns {
+            let Some((text, nulls)) = leaf(raw, column) else {
+                arrays.push(arrow::array::new_null_array(&arrow_type(column.spec.kind), rows));
+                continue;
+            };
+            let null_if = |value: &str| column.spec.null_if.iter().chain(&self.null_values).any(|n| n == value);
+            let converted = convert::column(text, nulls.as_ref(), &column.spec, &null_if, |row, value, reason| {
+                if self.policy == BadRowPolicy::QuarantineFile {
+                    return Err(MapError::BadValue {
+                        column: column.name.clone(),
+                        record: first_record + row as u64,
+                        value: value.chars().take(80).collect(),
+                        kind: column.spec.kind,
+                        reason,
+                    });
+                }
+                bad[row] = true;
+                Ok(())
+            })?;
+            arrays.push(converted);
+        }
+        if self.metadata_columns {
+            arrays.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(file_name, rows))));
+            arrays.push(Arc::new(TimestampMicrosecondArray::from(vec![ingested_at_us; rows]).with_timezone("UTC")));
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)?;
+        let bad_rows = bad.iter().filter(|b| **b).count() as u64;
+        let batch = if self.policy == BadRowPolicy::Skip && bad_rows > 0 {
+            let keep = BooleanArray::from(bad.iter().map(|b| !b).collect::<Vec<bool>>());
+            arrow::compute::filter_record_batch(&batch, &keep)?
+        } else {
+            batch
+        };
+        Ok(Mapped { batch, bad_rows })
+    }
+}
+
+/// The text array at the column's path and the nulls of every object on the way to it.
+fn leaf<'a>(raw: &'a RecordBatch, column: &MappedColumn) -> Option<(&'a StringArray, Option<NullBuffer>)> {
+    // A CSV header or a flat JSON key may itself contain dots.
+    if let Some(array) = raw.column_by_name(&column.spec.path) {
+        return array.as_string_opt::<i32>().map(|s| (s, s.nulls().cloned()));
+    }
+    let (first, rest) = column.path.split_first()?;
+    let mut current: &ArrayRef = raw.column_by_name(first)?;
+    let mut nulls: Option<NullBuffer> = current.nulls().cloned();
+    for segment in rest {
+        let object: &StructArray = current.as_struct_opt()?;
+        current = object.column_by_name(segment)?;
+        nulls = NullBuffer::union(nulls.as_ref(), current.nulls());
+    }
+    current.as_string_opt::<i32>().map(|s| (s, nulls))
+}
+
+/// The Arrow type each column type is written as.
+pub fn arrow_type(kind: ColumnType) -> DataType {
+    match kind {
+        ColumnType::String => DataType::Utf8,
+        ColumnType::Int32 => DataType::Int32,
+        ColumnType::Int64 => DataType::Int64,
+        ColumnType::Float64 => DataType::Float64,
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Date => DataType::Date32,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+//! One batch through decode -> map -> commit: files are decoded and mapped on a blocking
+//! thread, rows stream to every sink's writer through a small channel (bounded memory), and
+//! the batch is committed only if every file decoded. The ledger records the batch as in
+//! flight before any sink commit and as committed after all of them.
+
+use crate::admit::AdmittedFile;
+use crate::decode::{self, DecodeError, DecodePlan, Position};
+use crate::ledger::BatchEntry;
+use crate::map::Mapping;
+use crate::runtime::{RuntimeError, SharedLedger, SourceRuntime};
+use crate::sinks::{BatchManifest, ManifestFile, SinkWriter};
+use arrow::record_batch::RecordBatch;
+use std::path::PathBuf;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// Decoded batches in flight between the decoding thread and the sink writers.
+const CHANNEL_DEPTH: usize = 4;
+
+/// What the decoding thread reports, in file order.
+enum Decoded {
+    Rows(RecordBatch),
+    FileDone { rows: u64, bad_rows: u64 },
+    FileFailed(DecodeError),
+}
+
+/// What a committed batch held.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BatchReport {
+    pub seq: i64,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub bad_rows: u64,
+    /// (sink, the sink's reference for the commit)
+    pub commits: Vec<(String, String)>,
+}
+
+/// A batch to redo for the sinks that do not hold it yet (after a crash between sinks).
+#[derive(Debug, Clone)]
+pub struct Redo {
+    pub seq: i64,
+    pub sinks: Vec<String>,
+}
+
+/// The result of [`SourceRuntime::commit_files`]: the report, if anything was committed, and
+/// the files left for a later batch (over `max_rows`).
+pub struct BatchOutcome {
+    pub report: Option<BatchReport>,
+    pub leftovers: Vec<AdmittedFile>,
+}
+
+impl SourceRuntime {
+    /// Commits `files` as one batch (fewer if `max_rows` is reached; the rest come back as
+    /// leftovers). A file that fails to decode is quarantined and the batch redone without it.
+    pub async fn commit_files(
+        &mut self,
+        ledger: &SharedLedger,
+        mut files: Vec<AdmittedFile>,
+        redo: Option<Redo>,
+    ) -> Result<BatchOutcome, RuntimeError> {
+        loop {
+            if files.is_empty() {
+                return Ok(BatchOutcome { report: None, leftovers: Vec::new() });
+            }
+            let mapping = match self.mapping_for(&files[0]) {
+                Ok(mapping) => mapping,
+                Err(error) => {
+                    let bad = files.remove(0);
+                    self.quarantine_file(ledger, &bad, &error)?;
+                    continue;
+                }
+            };
+            self.prepare_sinks(&mapping).await?;
+            let plan = mapping.decode_plan(&self.config.format).map_err(|e| RuntimeError::Mapping(e.to_string()))?;
+            let targets: Vec<usize> = (0..self.sinks.len())
+                .filter(|&i| redo.as_ref().is_none_or(|r| r.sinks.iter().any(|s| s == self.sinks[i].name())))
+                .collect();
+            let mut writers = Vec::with_capacity(targets.len());
+            for &i in &targets {
+                writers.push(self.sinks[i].begin().await?);
+            }
+            match self.decode_into(&mut writers, &files, plan, mapping).await? {
+                Err((index, error)) => {
+                    // Nothing is committed: the writers' files are orphans no reader sees.
+                    drop(writers);
+                    let bad = files.remove(index);
+                    self.quarantine_file(ledger, &bad, &error)?;
+                }
+                Ok(per_file) => {
+                    let leftovers = files.split_off(per_file.len());
+                    let report = self.commit(ledger, &files, &per_file, writers, &targets, redo).await?;
+                    self.after_commit(&files);
+                    return Ok(BatchOutcome { report: Some(report), leftovers });
+                }
+            }
+        }
+    }
+
+    /// Streams the files' rows into the writers. Returns (rows, bad rows) per file used, or the
+    /// index of the first file that failed and why.
+    async fn decode_into(
+        &self,
+        writers: &mut [Box<dyn SinkWriter>],
+        files: &[AdmittedFile],
+        plan: DecodePlan,
+        mapping: Mapping,
+    ) -> Result<Result<Vec<(u64, u64)>, (usize, DecodeError)>, RuntimeError> {
+        let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+        let inputs: Vec<(PathBuf, String)> = files.iter().map(|f| (f.path.clone(), f.name.clone())).collect();
+        let max_rows = self.config.batch.max_rows as u64;
+        let ingested_at = chrono::Utc::now().timestamp_micros();
+        let decoding = tokio::task::spawn_blocking(move || decode_files(inputs, &plan, &mapping, max_rows, ingested_at, &tx));
+        let mut per_file = Vec::new();
+        let mut outcome = Ok(());
+        while let Some(message) = rx.recv().await {
+            match message {
+                Decoded::Rows(batch) => {
+                    for writer in writers.iter_mut() {
+                        writer.write(&batch).await?;
+                    }
+                }
+                Decoded::FileDone { rows, bad_rows } => per_file.push((rows, bad_rows)),
+                Decoded::FileFailed(error) => outcome = Err((per_file.len(), error)),
+            }
+        }
+        decoding.await.map_err(|e| RuntimeError::Internal(format!("decoding thread failed: {e}")))?;
+        Ok(outcome.map(|()| per_file))
+    }
+
+    /// Records the batch, commits it to every target sink, and marks it committed.
+    async fn commit(
+        &mut self,
+        ledger: &SharedLedger,
+        files: &[AdmittedFile],
+        per_file: &[(u64, u64)],
+        writers: Vec<Box<dyn SinkWriter>>,
+        targets: &[usize],
+        redo: Option<Redo>,
+    ) -> Result<BatchReport, RuntimeError> {
+        let entries: Vec<_> = files.iter().zip(per_file).map(|(f, (rows, _))| f.entry(Some(*rows))).collect();
+        let seq = match &redo {
+            Some(r) => r.seq,
+            None => {
+                let mut ledger = self.lock(ledger)?;
+                let seq = ledger.next_seq(&self.name)?;
+                ledger.begin_batch(&BatchEntry { source: self.name.clone(), seq, files: entries.clone() })?;
+                seq
+            }
+        };
+        let manifest = BatchManifest {
+            instance: self.instance.clone(),
+            source: self.name.clone(),
+            seq,
+            files: entries.iter().map(|e| ManifestFile { name: e.name.clone(), hash: e.hash.clone(), rows: e.rows.unwrap_or(0) }).collect(),
+        };
+        let mut report = BatchReport {
+            seq,
+            files: files.len(),
+            rows: per_file.iter().map(|(r, _)| r).sum(),
+            bytes: files.iter().map(|f| f.size).sum(),
+            bad_rows: per_file.iter().map(|(_, b)| b).sum(),
+            commits: Vec::new(),
+        };
+        for (writer, &i) in writers.into_iter().zip(targets) {
+            let sink_name = self.sinks[i].name().to_string();
+            let reference = match writer.commit(&manifest).await {
+                Ok(reference) => reference,
+                Err(error) => {
+                    // The commit may or may not have landed: ask the sink, never guess.
+                    warn!(source = %self.name, sink = %sink_name, batch = seq, %error, "commit failed; checking whether it landed");
+                    match self.sinks[i].recover().await {
+                        Ok(Some(held)) if held >= seq => "committed (confirmed after an error)".to_string(),
+                        _ => {
+                            self.settle_failed_batch(ledger, seq, report.commits.is_empty() && redo.is_none())?;
+                            return Err(error.into());
+                        }
+                    }
+                }
+            };
+            self.lock(ledger)?.record_sink_commit(&self.name, seq, &sink_name, &reference)?;
+            report.commits.push((sink_name, reference));
+        }
+        self.lock(ledger)?.finish_batch(&self.name, seq)?;
+        info!(source = %self.name, batch = seq, files = report.files, rows = report.rows, commits = ?report.commits, "batch committed");
+        self.totals.add_batch(&report);
+        Ok(report)
+    }
+
+    /// After a failed commit: a batch no sink holds is forgotten (its files will be retried under
+    /// a new seq); one some sink holds stays in flight for recovery to complete.
+    fn settle_failed_batch(&mut self, ledger: &SharedLedger, seq: i64, nothing_committed: bool) -> Result<(), RuntimeError> {
+        if nothing_committed {
+            self.lock(ledger)?.abandon_batch(&self.name, seq)?;
+        } else {
+            self.needs_recovery = true;
+        }
+        Ok(())
+    }
+}
+
+/// The decoding thread: decodes and maps files in order until `max_rows` is reached.
+fn decode_files(
+    inputs: Vec<(PathBuf, String)>,
+    plan: &DecodePlan,
+    mapping: &Mapping,
+    max_rows: u64,
+    ingested_at: i64,
+    tx: &mpsc::Sender<Decoded>,
+) {
+    let mut total = 0u64;
+    for (path, name) in inputs {
+        if total >= max_rows {
+            return;
+        }
+        let mut rows = 0u64;
+        let mut bad_rows = 0u64;
+        let mut next_record = 1u64;
+        let result = decode::open(&path, &name, &plan.format).and_then(|file| {
+            file.decode(plan, &mut |raw| {
+                let mapped = mapping.apply(&raw, &name, ingested_at, next_record).map_err(|e| {
+                    let record = match &e {
+                        crate::map::MapError::BadValue { record, .. } => Some(*record),
+                        _ => None,
+                    };
+                    DecodeError::malformed(e.to_string(), Some(Position { record, ..Default::default() }))
+                })?;
+                next_record += raw.num_rows() as u64;
+                rows += mapped.batch.num_rows() as u64;
+                bad_rows += mapped.bad_rows;
+                tx.blocking_send(Decoded::Rows(mapped.batch))
+                    .map_err(|_| DecodeError::malformed("the batch was abandoned".into(), None))
+            })
+        });
+        let message = match result {
+            Ok(_) => Decoded::FileDone { rows, bad_rows },
+            Err(error) => Decoded::FileFailed(error),
+        };
+        let failed = matches!(message, Decoded::FileFailed(_));
+        if tx.blocking_send(message).is_err() || failed {
+            return;
+        }
+        total += rows;
+    }
+}

@@ -1,0 +1,329 @@
+//! The running state of one source: its mapping, its sinks, its queue of admitted files,
+//! start-up recovery, and what happens to a file after commit.
+
+use crate::admit::{self, Admission, AdmittedFile};
+use crate::batch::Batcher;
+use crate::config::{AfterCommit, Config, SourceConfig};
+use crate::decode::{DecodeError, Position};
+use crate::discover::Candidate;
+use crate::ledger::{BatchEntry, FileEntry, FileState, Ledger, LedgerError};
+use crate::map::{infer, Mapping};
+use crate::pipeline::{BatchReport, Redo};
+use crate::quarantine::{self, ErrorReport};
+use crate::sinks::{self, Sink, SinkError};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tracing::{error, info, warn};
+
+pub type SharedLedger = Arc<Mutex<Ledger>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Admit(#[from] admit::AdmitError),
+    #[error("mapping: {0}")]
+    Mapping(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// Counters over the life of the runtime, for the `once` summary and `/v1/status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Totals {
+    pub batches: u64,
+    pub files: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub bad_rows: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+}
+
+impl Totals {
+    /// Adds another runtime's counters.
+    pub fn add(&mut self, other: &Totals) {
+        self.batches += other.batches;
+        self.files += other.files;
+        self.rows += other.rows;
+        self.bytes += other.bytes;
+        self.bad_rows += other.bad_rows;
+        self.duplicates += other.duplicates;
+        self.quarantined += other.quarantined;
+    }
+
+    pub fn add_batch(&mut self, report: &BatchReport) {
+        self.batches += 1;
+        self.files += report.files as u64;
+        self.rows += report.rows;
+        self.bytes += report.bytes;
+        self.bad_rows += report.bad_rows;
+    }
+}
+
+pub struct SourceRuntime {
+    pub name: String,
+    pub config: SourceConfig,
+    pub(crate) instance: String,
+    quarantine_dir: PathBuf,
+    inferred_path: PathBuf,
+    mapping: Option<Mapping>,
+    pub(crate) sinks: Vec<Box<dyn Sink>>,
+    prepared: bool,
+    pub batcher: Batcher,
+    pub totals: Totals,
+    /// A commit failed half-way: run recovery before the next batch.
+    pub(crate) needs_recovery: bool,
+}
+
+impl SourceRuntime {
+    pub fn new(name: &str, config: &Config) -> Result<SourceRuntime, RuntimeError> {
+        let source = config.sources.get(name).ok_or_else(|| RuntimeError::Internal(format!("no source {name}")))?.clone();
+        let inferred_path = config.state_dir.join("inferred").join(format!("{name}.toml"));
+        let columns = if source.columns.is_empty() { load_inferred(&inferred_path)? } else { Some(source.columns.clone()) };
+        let mapping = columns.map(|c| build_mapping(&source, &c)).transpose()?;
+        let sinks = source
+            .sinks
+            .iter()
+            .filter_map(|s| config.sinks.get(s).map(|c| sinks::build(s, c, &config.instance, name)))
+            .collect();
+        Ok(SourceRuntime {
+            name: name.to_string(),
+            batcher: Batcher::new(source.batch.clone()),
+            config: source,
+            instance: config.instance.clone(),
+            quarantine_dir: config.quarantine_dir.clone(),
+            inferred_path,
+            mapping,
+            sinks,
+            prepared: false,
+            totals: Totals::default(),
+            needs_recovery: false,
+        })
+    }
+
+    pub(crate) fn lock<'l>(&self, ledger: &'l SharedLedger) -> Result<MutexGuard<'l, Ledger>, RuntimeError> {
+        ledger.lock().map_err(|_| RuntimeError::Internal("ledger lock poisoned".into()))
+    }
+
+    /// Brings the ledger in line with the sinks: imports batches a lost ledger does not know,
+    /// settles batches a crash left in flight. Returns batches to redo for some sinks.
+    pub async fn recover(&mut self, ledger: &SharedLedger) -> Result<(), RuntimeError> {
+        for sink in &self.sinks {
+            let Some(held) = sink.recover().await? else { continue };
+            let known = self.lock(ledger)?.highest_seq_in(&self.name, sink.name())?.unwrap_or(0);
+            if held > known {
+                let found = sink.batches_after(known).await?;
+                warn!(source = %self.name, sink = sink.name(), ledger_seq = known, sink_seq = held, batches = found.len(),
+                      "the ledger is behind the sink; rebuilding it from the sink's own records");
+                let mut imported: Vec<(BatchEntry, String)> = found
+                    .into_iter()
+                    .map(|(m, reference)| {
+                        let files = m
+                            .files
+                            .into_iter()
+                            .map(|f| FileEntry { name: f.name, size: None, mtime_ns: None, hash: f.hash, rows: Some(f.rows) })
+                            .collect();
+                        (BatchEntry { source: self.name.clone(), seq: m.seq, files }, reference)
+                    })
+                    .collect();
+                if imported.last().is_none_or(|(b, _)| b.seq < held) {
+                    // The records are gone (log cleaned up); keep at least the seq so it is never reused.
+                    imported.push((BatchEntry { source: self.name.clone(), seq: held, files: vec![] }, "seq only".into()));
+                }
+                self.lock(ledger)?.import_committed(sink.name(), &imported)?;
+            }
+        }
+        let in_flight = self.lock(ledger)?.in_flight_batches(&self.name)?;
+        for batch in in_flight {
+            let holding = self.lock(ledger)?.sinks_holding(&self.name, batch.seq)?;
+            let missing: Vec<String> =
+                self.sinks.iter().map(|s| s.name().to_string()).filter(|s| !holding.contains(s)).collect();
+            if missing.is_empty() {
+                info!(source = %self.name, batch = batch.seq, "interrupted batch had committed; recorded");
+                self.lock(ledger)?.finish_batch(&self.name, batch.seq)?;
+            } else if holding.is_empty() {
+                info!(source = %self.name, batch = batch.seq, files = batch.files.len(), "interrupted batch never committed; its files will be read again");
+                self.lock(ledger)?.abandon_batch(&self.name, batch.seq)?;
+            } else {
+                self.redo(ledger, batch, missing).await?;
+            }
+        }
+        self.needs_recovery = false;
+        Ok(())
+    }
+
+    /// Commits an interrupted batch to the sinks that do not hold it yet, under its own seq.
+    async fn redo(&mut self, ledger: &SharedLedger, batch: BatchEntry, sinks: Vec<String>) -> Result<(), RuntimeError> {
+        let mut files = Vec::new();
+        for entry in &batch.files {
+            let path = self.config.path.join(&entry.name);
+            let (Some(size), Some(mtime_ns)) = (entry.size, entry.mtime_ns) else { continue };
+            if !path.exists() {
+                error!(source = %self.name, batch = batch.seq, file = %entry.name, "cannot complete batch: file is gone");
+                return Err(RuntimeError::Io(format!("batch {} cannot be completed: {} is gone", batch.seq, entry.name)));
+            }
+            files.push(AdmittedFile { path, name: entry.name.clone(), size, mtime_ns, hash: entry.hash.clone(), ready_at: Instant::now() });
+        }
+        info!(source = %self.name, batch = batch.seq, sinks = ?sinks, "completing an interrupted batch");
+        self.commit_files(ledger, files, Some(Redo { seq: batch.seq, sinks })).await.map(drop)
+    }
+
+    /// Admits a ready file: queues it, or records it as a duplicate, or skips what is done.
+    pub fn offer(&mut self, ledger: &SharedLedger, candidate: &Candidate) -> Result<(), RuntimeError> {
+        let admission = {
+            let ledger = self.lock(ledger)?;
+            admit::admit(&ledger, candidate, &|hash| self.batcher.holder_of(hash))?
+        };
+        match admission {
+            Admission::New(file) => self.batcher.push(file),
+            Admission::Duplicate { file, of } => {
+                info!(source = %self.name, file = %file.name, of = %of, "same content as a file already ingested; not ingested again");
+                self.lock(ledger)?.record_duplicate(&self.name, &file.entry(None), &of)?;
+                self.totals.duplicates += 1;
+                self.after_commit(std::slice::from_ref(&file));
+            }
+            Admission::Known(FileState::Committed | FileState::Duplicate) => {
+                // Done before a crash that came between the ledger and the archive/delete step.
+                let file = AdmittedFile {
+                    path: candidate.path.clone(),
+                    name: candidate.name.clone(),
+                    size: candidate.size,
+                    mtime_ns: candidate.mtime_ns,
+                    hash: String::new(),
+                    ready_at: Instant::now(),
+                };
+                self.after_commit(std::slice::from_ref(&file));
+            }
+            Admission::Known(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Commits every batch that is due (all queued files when `flush`).
+    pub async fn run_due(&mut self, ledger: &SharedLedger, flush: bool) -> Result<Vec<BatchReport>, RuntimeError> {
+        let mut reports = Vec::new();
+        if self.needs_recovery {
+            self.recover(ledger).await?;
+        }
+        while let Some(files) = self.batcher.next_batch(Instant::now(), flush) {
+            let taken = files.clone();
+            match self.commit_files(ledger, files, None).await {
+                Ok(outcome) => {
+                    self.batcher.put_back(outcome.leftovers);
+                    reports.extend(outcome.report);
+                }
+                Err(e) => {
+                    // Files of a batch no sink holds go back in the queue; recovery settles the rest.
+                    let still_new = self.not_in_ledger(ledger, taken)?;
+                    self.batcher.put_back(still_new);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    fn not_in_ledger(&self, ledger: &SharedLedger, files: Vec<AdmittedFile>) -> Result<Vec<AdmittedFile>, RuntimeError> {
+        let ledger = self.lock(ledger)?;
+        let mut keep = Vec::new();
+        for file in files {
+            if ledger.known(&self.name, &file.name, file.size, file.mtime_ns)?.is_none() {
+                keep.push(file);
+            }
+        }
+        Ok(keep)
+    }
+
+    /// The mapping, inferring it from `file` (and saving it) when the config names no columns.
+    pub(crate) fn mapping_for(&mut self, file: &AdmittedFile) -> Result<Mapping, DecodeError> {
+        if let Some(mapping) = &self.mapping {
+            return Ok(mapping.clone());
+        }
+        let columns = infer::infer_columns(&file.path, &file.name, &self.config.format)?;
+        if columns.is_empty() {
+            return Err(DecodeError::malformed("no fields found to infer columns from".into(), None));
+        }
+        let mapping = build_mapping(&self.config, &columns).map_err(|e| DecodeError::malformed(e.to_string(), None))?;
+        let text = format!(
+            "# Columns inferred from {:?}; copy into [sources.{}.columns] to fix them.\n{}",
+            file.name,
+            self.name,
+            infer::columns_toml(&columns)
+        );
+        if let Some(dir) = self.inferred_path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Err(e) = std::fs::write(&self.inferred_path, text) {
+            warn!(source = %self.name, error = %e, "cannot save inferred columns");
+        }
+        info!(source = %self.name, file = %file.name, columns = columns.len(), "columns inferred");
+        self.mapping = Some(mapping.clone());
+        Ok(mapping)
+    }
+
+    pub(crate) async fn prepare_sinks(&mut self, mapping: &Mapping) -> Result<(), RuntimeError> {
+        if !self.prepared {
+            for sink in &mut self.sinks {
+                sink.prepare(mapping.schema()).await?;
+            }
+            self.prepared = true;
+        }
+        Ok(())
+    }
+
+    /// Moves a file that cannot be ingested to quarantine and records why.
+    pub(crate) fn quarantine_file(&mut self, ledger: &SharedLedger, file: &AdmittedFile, error: &DecodeError) -> Result<(), RuntimeError> {
+        let reason = error.to_string();
+        error!(source = %self.name, file = %file.name, reason = %reason, "file quarantined");
+        let report = ErrorReport {
+            source: &self.name,
+            file: &file.name,
+            reason: &error.message,
+            position: error.position.filter(|p| *p != Position::default()),
+            hash: &file.hash,
+            ingestd_version: env!("CARGO_PKG_VERSION"),
+            time: chrono::Utc::now().to_rfc3339(),
+        };
+        // The verdict is recorded first: a crash before the move leaves a file the ledger skips.
+        self.lock(ledger)?.record_quarantined(&self.name, &file.entry(None), &reason)?;
+        quarantine::quarantine(&self.quarantine_dir, &file.path, &report)
+            .map_err(|e| RuntimeError::Io(format!("cannot quarantine {}: {e}", file.path.display())))?;
+        self.totals.quarantined += 1;
+        Ok(())
+    }
+
+    /// Keeps, archives or deletes committed source files, as configured.
+    pub(crate) fn after_commit(&self, files: &[AdmittedFile]) {
+        for file in files {
+            let result = match (self.config.after_commit, &self.config.archive_dir) {
+                (AfterCommit::Keep, _) => Ok(()),
+                (AfterCommit::Archive, Some(dir)) => quarantine::move_file(&file.path, &dir.join(&file.name)),
+                (AfterCommit::Archive, None) => Ok(()),
+                (AfterCommit::Delete, _) => std::fs::remove_file(&file.path),
+            };
+            if let Err(e) = result {
+                warn!(source = %self.name, file = %file.name, error = %e, "committed, but cannot archive/delete the source file");
+            }
+        }
+    }
+}
+
+fn build_mapping(source: &SourceConfig, columns: &indexmap::IndexMap<String, crate::config::ColumnConfig>) -> Result<Mapping, RuntimeError> {
+    Mapping::new(columns, source.metadata_columns, source.on_bad_row, source.format.csv.null_values.clone())
+        .map_err(|e| RuntimeError::Mapping(e.to_string()))
+}
+
+fn load_inferred(path: &std::path::Path) -> Result<Option<indexmap::IndexMap<String, crate::config::ColumnConfig>>, RuntimeError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map(Some).map_err(|e| RuntimeError::Mapping(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RuntimeError::Io(format!("{}: {e}", path.display()))),
+    }
+}

@@ -1,0 +1,223 @@
+//! A Delta Lake table. A batch is one commit holding its data files (`add` actions), a `txn`
+//! action `(app id, seq)` and the batch manifest in the commit info. Whether a batch is in the
+//! table is read back from the `txn` version: the log is the truth, the ledger a cache of it.
+
+use super::{BatchManifest, Sink, SinkError, SinkWriter};
+use crate::config::DeltaSinkConfig;
+use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, DataType, PrimitiveType, StructField, Transaction};
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt;
+use std::collections::HashMap;
+use url::Url;
+
+/// Commit-info key under which the batch manifest is stored.
+const MANIFEST_KEY: &str = "ingestd";
+
+pub struct DeltaSink {
+    name: String,
+    config: DeltaSinkConfig,
+    app_id: String,
+    instance: String,
+    source: String,
+}
+
+impl DeltaSink {
+    pub fn new(name: &str, config: DeltaSinkConfig, instance: &str, source: &str) -> DeltaSink {
+        DeltaSink {
+            name: name.to_string(),
+            config,
+            app_id: BatchManifest::app_id(instance, source),
+            instance: instance.to_string(),
+            source: source.to_string(),
+        }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+        SinkError::storage(&self.name, e)
+    }
+
+    fn url(&self) -> Result<Url, SinkError> {
+        if self.config.uri.contains("://") {
+            return Url::parse(&self.config.uri).map_err(|e| self.err(format!("bad uri {:?}: {e}", self.config.uri)));
+        }
+        let path = std::path::Path::new(&self.config.uri);
+        std::fs::create_dir_all(path).map_err(|e| self.err(format!("cannot create {}: {e}", path.display())))?;
+        let path = path.canonicalize().map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+        Url::from_directory_path(&path).map_err(|()| self.err(format!("bad table path {}", path.display())))
+    }
+
+    /// The table at its latest version, or `None` if there is no table yet.
+    async fn open_existing(&self) -> Result<Option<DeltaTable>, SinkError> {
+        let mut table = DeltaTable::try_from_url(self.url()?).await.map_err(|e| self.err(e))?;
+        // Listing `_delta_log/` answers quietly; the kernel's own check logs an error for a new table.
+        let log_prefix = deltalake::Path::from("_delta_log");
+        let mut listing = table.object_store().list(Some(&log_prefix));
+        if listing.try_next().await.map_err(|e| self.err(e))?.is_none() {
+            return Ok(None);
+        }
+        drop(listing);
+        table.load().await.map_err(|e| self.err(e))?;
+        Ok(Some(table))
+    }
+
+    /// The table at its latest version; it must exist.
+    async fn open(&self) -> Result<DeltaTable, SinkError> {
+        self.open_existing().await?.ok_or_else(|| self.err(format!("no Delta table at {}", self.config.uri)))
+    }
+
+    fn writer_properties(&self) -> Result<WriterProperties, SinkError> {
+        let level = ZstdLevel::try_new(self.config.zstd_level).map_err(|e| self.err(e))?;
+        Ok(WriterProperties::builder().set_compression(Compression::ZSTD(level)).build())
+    }
+}
+
+/// The Delta type of each Arrow type the mapping produces.
+fn delta_type(arrow: &ArrowType) -> Option<DataType> {
+    Some(DataType::Primitive(match arrow {
+        ArrowType::Utf8 => PrimitiveType::String,
+        ArrowType::Int32 => PrimitiveType::Integer,
+        ArrowType::Int64 => PrimitiveType::Long,
+        ArrowType::Float64 => PrimitiveType::Double,
+        ArrowType::Boolean => PrimitiveType::Boolean,
+        ArrowType::Date32 => PrimitiveType::Date,
+        ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => PrimitiveType::Timestamp,
+        _ => return None,
+    }))
+}
+
+#[async_trait]
+impl Sink for DeltaSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn prepare(&mut self, schema: SchemaRef) -> Result<(), SinkError> {
+        if let Some(table) = self.open_existing().await? {
+            let snapshot = table.snapshot().map_err(|e| self.err(e))?;
+            let have = snapshot.snapshot().arrow_schema();
+            let have: Vec<(String, ArrowType)> = have.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+            let want: Vec<(String, ArrowType)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+            if have != want {
+                return Err(SinkError::SchemaMismatch { sink: self.name.clone(), detail: format!("table has {have:?}, mapping gives {want:?}") });
+            }
+            return Ok(());
+        }
+        let table = DeltaTable::try_from_url(self.url()?).await.map_err(|e| self.err(e))?;
+        let mut columns = Vec::new();
+        for field in schema.fields() {
+            let kind = delta_type(field.data_type())
+                .ok_or_else(|| self.err(format!("column {:?}: type {} has no Delta equivalent", field.name(), field.data_type())))?;
+            columns.push(StructField::new(field.name().clone(), kind, true));
+        }
+        table
+            .create()
+            .with_columns(columns)
+            .with_partition_columns(self.config.partition_by.clone())
+            .with_table_name(self.name.clone())
+            .await
+            .map_err(|e| self.err(format!("cannot create table at {}: {e}", self.config.uri)))?;
+        Ok(())
+    }
+
+    async fn recover(&self) -> Result<Option<i64>, SinkError> {
+        let Some(table) = self.open_existing().await? else { return Ok(None) };
+        let snapshot = table.snapshot().map_err(|e| self.err(e))?;
+        snapshot.transaction_version(table.log_store().as_ref(), &self.app_id).await.map_err(|e| self.err(e))
+    }
+
+    async fn batches_after(&self, after: i64) -> Result<Vec<(BatchManifest, String)>, SinkError> {
+        let table = self.open().await?;
+        let mut found = Vec::new();
+        let mut history = table.history(None);
+        while let Some(info) = history.try_next().await.map_err(|e| self.err(e))? {
+            let Some(value) = info.info.get(MANIFEST_KEY) else { continue };
+            let Ok(manifest) = serde_json::from_value::<BatchManifest>(value.clone()) else { continue };
+            if manifest.instance != self.instance || manifest.source != self.source {
+                continue;
+            }
+            // History runs newest first, and our seqs only grow.
+            if manifest.seq <= after {
+                break;
+            }
+            let reference = format!("delta commit at {} (rebuilt from log)", info.timestamp.unwrap_or_default());
+            found.push((manifest, reference));
+        }
+        found.reverse();
+        Ok(found)
+    }
+
+    async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
+        let table = self.open().await?;
+        let writer = RecordBatchWriter::for_table(&table)
+            .map_err(|e| self.err(e))?
+            .with_writer_properties(self.writer_properties()?);
+        Ok(Box::new(DeltaBatchWriter {
+            sink: self.name.clone(),
+            app_id: self.app_id.clone(),
+            flush_at: self.config.target_file_size.0 as usize,
+            partition_by: self.config.partition_by.clone(),
+            table,
+            writer,
+            adds: Vec::new(),
+        }))
+    }
+}
+
+struct DeltaBatchWriter {
+    sink: String,
+    app_id: String,
+    flush_at: usize,
+    partition_by: Vec<String>,
+    table: DeltaTable,
+    writer: RecordBatchWriter,
+    adds: Vec<Action>,
+}
+
+impl DeltaBatchWriter {
+    fn err(&self, e: DeltaTableError) -> SinkError {
+        SinkError::storage(&self.sink, e)
+    }
+}
+
+#[async_trait]
+impl SinkWriter for DeltaBatchWriter {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        self.writer.write(batch.clone()).await.map_err(|e| self.err(e))?;
+        // The writer buffers whole files in memory: cut them at the target size.
+        if self.writer.buffer_len() >= self.flush_at {
+            let adds = self.writer.flush().await.map_err(|e| self.err(e))?;
+            self.adds.extend(adds.into_iter().map(Action::Add));
+        }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, manifest: &BatchManifest) -> Result<String, SinkError> {
+        let adds = self.writer.flush().await.map_err(|e| self.err(e))?;
+        self.adds.extend(adds.into_iter().map(Action::Add));
+        let mut actions = std::mem::take(&mut self.adds);
+        actions.push(Action::Txn(Transaction::new(&self.app_id, manifest.seq)));
+        let manifest_json = serde_json::to_value(manifest).map_err(|e| SinkError::storage(&self.sink, e))?;
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: (!self.partition_by.is_empty()).then(|| self.partition_by.clone()),
+            predicate: None,
+        };
+        let snapshot = self.table.snapshot().map_err(|e| self.err(e))?;
+        let finalized = CommitBuilder::default()
+            .with_actions(actions)
+            .with_app_metadata(HashMap::from([(MANIFEST_KEY.to_string(), manifest_json)]))
+            .with_max_retries(100)
+            .build(Some(snapshot), self.table.log_store(), operation)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(format!("delta version {}", finalized.version()))
+    }
+}

@@ -1,0 +1,90 @@
+//! Stage 6, commit: sinks make a batch's rows visible atomically and remember, in their own
+//! storage, which batches they hold, so the ledger can always be checked against them.
+//!
+//! A sink instance serves one source. Each batch carries a [`BatchManifest`]; its `seq`
+//! increases per (instance, source), which is what makes a retried commit detectable.
+
+mod delta;
+mod parquet;
+
+pub use self::delta::DeltaSink;
+pub use self::parquet::ParquetSink;
+
+use crate::config::SinkConfig;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// What a commit records about its batch, in the sink itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchManifest {
+    pub instance: String,
+    pub source: String,
+    pub seq: i64,
+    pub files: Vec<ManifestFile>,
+}
+
+/// One source file of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub name: String,
+    /// BLAKE3 of the file's stored bytes, hex.
+    pub hash: String,
+    pub rows: u64,
+}
+
+impl BatchManifest {
+    /// The id that tags this source's commits from this instance (the Delta `txn` app id).
+    pub fn app_id(instance: &str, source: &str) -> String {
+        format!("ingestd:{instance}:{source}")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("sink {sink}: {message}")]
+    Storage { sink: String, message: String },
+    #[error("sink {sink}: the existing table's schema does not match the mapping: {detail}")]
+    SchemaMismatch { sink: String, detail: String },
+}
+
+impl SinkError {
+    pub(crate) fn storage(sink: &str, e: impl std::fmt::Display) -> SinkError {
+        SinkError::Storage { sink: sink.to_string(), message: e.to_string() }
+    }
+}
+
+/// A destination for one source's batches.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// The sink's name in the config.
+    fn name(&self) -> &str;
+    /// Creates the table if missing and checks an existing table's schema.
+    async fn prepare(&mut self, schema: SchemaRef) -> Result<(), SinkError>;
+    /// Finishes any commit a crash interrupted half-way (Parquet renames) and returns the
+    /// highest batch seq this sink holds for (instance, source).
+    async fn recover(&self) -> Result<Option<i64>, SinkError>;
+    /// The manifests of batches with seq > `after` this sink holds for (instance, source), with
+    /// the sink's reference for each; used to rebuild a lost ledger.
+    async fn batches_after(&self, after: i64) -> Result<Vec<(BatchManifest, String)>, SinkError>;
+    /// Starts writing a batch; nothing is visible until [`SinkWriter::commit`].
+    async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError>;
+}
+
+/// The data files of one batch being written.
+#[async_trait]
+pub trait SinkWriter: Send {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError>;
+    /// Makes everything written visible at once, tagged with the manifest. Returns the sink's
+    /// reference for the commit (e.g. "delta version 7").
+    async fn commit(self: Box<Self>, manifest: &BatchManifest) -> Result<String, SinkError>;
+}
+
+/// Builds the sink named `name` for one source.
+pub fn build(name: &str, config: &SinkConfig, instance: &str, source: &str) -> Box<dyn Sink> {
+    match config {
+        SinkConfig::Delta(c) => Box::new(DeltaSink::new(name, c.clone(), instance, source)),
+        SinkConfig::Parquet(c) => Box::new(ParquetSink::new(name, c.clone(), instance, source)),
+    }
+}

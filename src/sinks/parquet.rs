@@ -1,0 +1,313 @@
+//! A folder of Parquet files. A batch's files are written under hidden temporary names, fsynced,
+//! then a manifest `_ingestd/<app id>/<seq>.json` is renamed into place: that rename is the
+//! commit. The temporary files are then renamed to deterministic names derived from
+//! (instance, source, seq, partition) and the folders fsynced. A crash after the manifest is
+//! finished at the next start (the renames are redone); a crash before it leaves only hidden
+//! temporary files, which the next start deletes.
+
+use super::{BatchManifest, Sink, SinkError, SinkWriter};
+use crate::config::{ParquetCompression, ParquetSinkConfig};
+use arrow::array::{Array, ArrayRef, UInt32Array};
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const MANIFEST_DIR: &str = "_ingestd";
+const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// The manifest file: the batch manifest plus the data files it made visible.
+#[derive(Debug, Serialize, Deserialize)]
+struct CommitRecord {
+    batch: BatchManifest,
+    /// Data files relative to the dataset folder.
+    files: Vec<String>,
+}
+
+pub struct ParquetSink {
+    name: String,
+    config: ParquetSinkConfig,
+    app_id: String,
+    schema: Option<SchemaRef>,
+}
+
+impl ParquetSink {
+    pub fn new(name: &str, config: ParquetSinkConfig, instance: &str, source: &str) -> ParquetSink {
+        ParquetSink { name: name.to_string(), config, app_id: BatchManifest::app_id(instance, source), schema: None }
+    }
+
+    fn root(&self) -> PathBuf {
+        PathBuf::from(&self.config.path)
+    }
+
+    fn manifest_dir(&self) -> PathBuf {
+        self.root().join(MANIFEST_DIR).join(self.app_id.replace(':', "_"))
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+        SinkError::storage(&self.name, e)
+    }
+
+    fn records(&self) -> Result<Vec<CommitRecord>, SinkError> {
+        let dir = self.manifest_dir();
+        let mut records = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(records),
+            Err(e) => return Err(self.err(format!("{}: {e}", dir.display()))),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| self.err(e))?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read(&path).map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+                let record: CommitRecord =
+                    serde_json::from_slice(&text).map_err(|e| self.err(format!("damaged manifest {}: {e}", path.display())))?;
+                records.push(record);
+            }
+        }
+        records.sort_by_key(|r| r.batch.seq);
+        Ok(records)
+    }
+
+    /// Redoes the renames of committed batches and deletes temporary files of uncommitted ones.
+    fn finish_interrupted(&self) -> Result<(), SinkError> {
+        let mut committed_temps = std::collections::HashSet::new();
+        for record in self.records()? {
+            for file in &record.files {
+                let final_path = self.root().join(file);
+                let temp = temp_path(&final_path);
+                committed_temps.insert(temp.clone());
+                if temp.exists() {
+                    std::fs::rename(&temp, &final_path).map_err(|e| self.err(format!("{}: {e}", temp.display())))?;
+                    sync_parent(&final_path).map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        let prefix = format!(".part-{}-", self.app_id.replace(':', "_"));
+        remove_temps(&self.root(), &prefix, &committed_temps).map_err(|e| self.err(e))
+    }
+}
+
+fn remove_temps(dir: &Path, prefix: &str, keep: &std::collections::HashSet<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() && name != MANIFEST_DIR {
+            remove_temps(&path, prefix, keep)?;
+        } else if name.starts_with(prefix) && name.ends_with(".tmp") && !keep.contains(&path) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn temp_path(final_path: &Path) -> PathBuf {
+    let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    final_path.with_file_name(format!(".{name}.tmp"))
+}
+
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Sink for ParquetSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn prepare(&mut self, schema: SchemaRef) -> Result<(), SinkError> {
+        std::fs::create_dir_all(self.manifest_dir()).map_err(|e| self.err(format!("cannot create {}: {e}", self.config.path)))?;
+        for column in &self.config.partition_by {
+            if schema.index_of(column).is_err() {
+                return Err(self.err(format!("partition column {column:?} is not an output column")));
+            }
+        }
+        self.schema = Some(schema);
+        Ok(())
+    }
+
+    async fn recover(&self) -> Result<Option<i64>, SinkError> {
+        if self.root().exists() {
+            self.finish_interrupted()?;
+        }
+        Ok(self.records()?.last().map(|r| r.batch.seq))
+    }
+
+    async fn batches_after(&self, after: i64) -> Result<Vec<(BatchManifest, String)>, SinkError> {
+        Ok(self
+            .records()?
+            .into_iter()
+            .filter(|r| r.batch.seq > after)
+            .map(|r| {
+                let reference = format!("parquet files {}", r.files.join(", "));
+                (r.batch, reference)
+            })
+            .collect())
+    }
+
+    async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
+        let schema = self.schema.clone().ok_or_else(|| self.err("begin before prepare"))?;
+        let compression = match self.config.compression {
+            ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::try_new(self.config.zstd_level).map_err(|e| self.err(e))?),
+            ParquetCompression::None => Compression::UNCOMPRESSED,
+        };
+        let partition_idx: Vec<usize> = self.config.partition_by.iter().filter_map(|c| schema.index_of(c).ok()).collect();
+        let file_fields: Vec<_> =
+            schema.fields().iter().enumerate().filter(|(i, _)| !partition_idx.contains(i)).map(|(_, f)| f.clone()).collect();
+        Ok(Box::new(ParquetBatchWriter {
+            sink: self.name.clone(),
+            root: self.root(),
+            manifest_dir: self.manifest_dir(),
+            app_id: self.app_id.replace(':', "_"),
+            properties: WriterProperties::builder().set_compression(compression).build(),
+            partition_by: self.config.partition_by.clone(),
+            partition_idx,
+            file_schema: Arc::new(Schema::new(file_fields)),
+            open: BTreeMap::new(),
+        }))
+    }
+}
+
+struct ParquetBatchWriter {
+    sink: String,
+    root: PathBuf,
+    manifest_dir: PathBuf,
+    app_id: String,
+    properties: WriterProperties,
+    partition_by: Vec<String>,
+    partition_idx: Vec<usize>,
+    file_schema: SchemaRef,
+    /// Open temporary files by partition folder ("" when unpartitioned).
+    open: BTreeMap<String, (ArrowWriter<File>, PathBuf)>,
+}
+
+impl ParquetBatchWriter {
+    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+        SinkError::storage(&self.sink, e)
+    }
+
+    /// Rows of `batch` grouped by their hive partition folder.
+    fn split(&self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>, SinkError> {
+        let data_columns: Vec<ArrayRef> =
+            (0..batch.num_columns()).filter(|i| !self.partition_idx.contains(i)).map(|i| batch.column(i).clone()).collect();
+        let data = RecordBatch::try_new(self.file_schema.clone(), data_columns).map_err(|e| self.err(e))?;
+        if self.partition_idx.is_empty() {
+            return Ok(vec![(String::new(), data)]);
+        }
+        let keys: Vec<ArrayRef> = self
+            .partition_idx
+            .iter()
+            .map(|&i| arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for row in 0..batch.num_rows() {
+            let folder: Vec<String> = self
+                .partition_by
+                .iter()
+                .zip(&keys)
+                .map(|(name, key)| {
+                    let key = arrow::array::AsArray::as_string::<i32>(key.as_ref());
+                    let value = if key.is_null(row) { HIVE_NULL.to_string() } else { escape_partition_value(key.value(row)) };
+                    format!("{name}={value}")
+                })
+                .collect();
+            groups.entry(folder.join("/")).or_default().push(row as u32);
+        }
+        groups
+            .into_iter()
+            .map(|(folder, rows)| {
+                let rows = UInt32Array::from(rows);
+                let columns = data.columns().iter().map(|c| arrow::compute::take(c, &rows, None)).collect::<Result<Vec<_>, _>>();
+                let part = columns.and_then(|c| RecordBatch::try_new(self.file_schema.clone(), c)).map_err(|e| self.err(e))?;
+                Ok((folder, part))
+            })
+            .collect()
+    }
+
+    fn final_path(&self, folder: &str, seq: i64) -> PathBuf {
+        let name = format!("part-{}-{seq:010}.parquet", self.app_id);
+        if folder.is_empty() { self.root.join(name) } else { self.root.join(folder).join(name) }
+    }
+}
+
+fn escape_partition_value(value: &str) -> String {
+    value.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) }).collect()
+}
+
+#[async_trait]
+impl SinkWriter for ParquetBatchWriter {
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
+        for (folder, part) in self.split(batch)? {
+            if !self.open.contains_key(&folder) {
+                // The temporary name is per writer; the final name is known only at commit.
+                let dir = if folder.is_empty() { self.root.clone() } else { self.root.join(&folder) };
+                std::fs::create_dir_all(&dir).map_err(|e| self.err(format!("{}: {e}", dir.display())))?;
+                let temp = dir.join(format!(".part-{}-{}.tmp", self.app_id, uuid_like()));
+                let file = File::create(&temp).map_err(|e| self.err(format!("{}: {e}", temp.display())))?;
+                let writer = ArrowWriter::try_new(file, self.file_schema.clone(), Some(self.properties.clone())).map_err(|e| self.err(e))?;
+                self.open.insert(folder.clone(), (writer, temp));
+            }
+            if let Some((writer, _)) = self.open.get_mut(&folder) {
+                writer.write(&part).map_err(|e| SinkError::storage(&self.sink, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, manifest: &BatchManifest) -> Result<String, SinkError> {
+        let mut moves = Vec::new();
+        for (folder, (writer, temp)) in std::mem::take(&mut self.open) {
+            let file = writer.into_inner().map_err(|e| self.err(e))?;
+            file.sync_all().map_err(|e| self.err(e))?;
+            let final_path = self.final_path(&folder, manifest.seq);
+            // Rename to the deterministic temporary name recovery looks for.
+            let staged = temp_path(&final_path);
+            std::fs::rename(&temp, &staged).map_err(|e| self.err(format!("{}: {e}", temp.display())))?;
+            sync_parent(&staged).map_err(|e| self.err(e))?;
+            moves.push((staged, final_path));
+        }
+        let files: Vec<String> = moves
+            .iter()
+            .map(|(_, f)| f.strip_prefix(&self.root).unwrap_or(f).to_string_lossy().into_owned())
+            .collect();
+        let record = CommitRecord { batch: manifest.clone(), files: files.clone() };
+        let manifest_path = self.manifest_dir.join(format!("{:020}.json", manifest.seq));
+        let manifest_temp = manifest_path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(&record).map_err(|e| self.err(e))?;
+        let write_manifest = || -> std::io::Result<()> {
+            let mut file = File::create(&manifest_temp)?;
+            std::io::Write::write_all(&mut file, &text)?;
+            file.sync_all()?;
+            std::fs::rename(&manifest_temp, &manifest_path)?;
+            sync_parent(&manifest_path)
+        };
+        write_manifest().map_err(|e| self.err(format!("{}: {e}", manifest_path.display())))?;
+        // Committed. Make the files visible; a crash here is finished by `prepare` at restart.
+        for (staged, final_path) in &moves {
+            std::fs::rename(staged, final_path).map_err(|e| self.err(format!("{}: {e}", staged.display())))?;
+            sync_parent(final_path).map_err(|e| self.err(e))?;
+        }
+        Ok(format!("parquet files {}", files.join(", ")))
+    }
+}
+
+/// A name part unique to this process and moment (no uuid dependency needed for a temp name).
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}

@@ -1,0 +1,140 @@
+//! Helpers for the integration tests: a workspace folder with a config, the real binary, and a
+//! reader of the resulting Delta table that goes through the Delta log like any other reader.
+#![allow(dead_code)]
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ingestd");
+
+/// A temporary folder holding a config, a drop folder, a lake, state and quarantine.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+/// The ATTOM example mapping plus the record id, so rows can be fingerprinted.
+pub const ATTOM_COLUMNS: &str = r#"
+[sources.attom.columns]
+id = { path = "identifier.Id", type = "int64" }
+transaction_date = { path = "sale.saleTransDate", type = "date", format = "%Y-%-m-%-d" }
+zipcode = { path = "address.postal1", type = "string" }
+sale_price = { path = "sale.amount.saleamt", type = "int64" }
+lot_size = { path = "lot.lotSize1", type = "float64" }
+size = { path = "building.size.universalsize", type = "int64" }
+latitude = { path = "location.latitude", type = "float64" }
+longitude = { path = "location.longitude", type = "float64" }
+type = { path = "summary.proptype", type = "string" }
+year_built = { path = "summary.yearbuilt", type = "int32", null_if = ["0"] }
+"#;
+
+impl Workspace {
+    /// A workspace whose config has one source `attom` (extra source keys in `source_extra`)
+    /// writing to the Delta table `lake/attom`.
+    pub fn attom(source_extra: &str) -> Workspace {
+        let config = format!(
+            "instance = \"test\"\n[sources.attom]\npath = \"drop\"\nmin_age = \"0s\"\nsinks = [\"lake\"]\n{source_extra}\n{ATTOM_COLUMNS}\n[sinks.lake]\nkind = \"delta\"\nuri = \"lake/attom\"\n"
+        );
+        Workspace::with_config(&config)
+    }
+
+    pub fn with_config(config: &str) -> Workspace {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("config.toml"), config).expect("write config");
+        std::fs::create_dir_all(dir.path().join("drop")).expect("drop folder");
+        Workspace { dir }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn drop_file(&self, name: &str, bytes: &[u8]) {
+        std::fs::write(self.path("drop").join(name), bytes).expect("drop file");
+    }
+
+    /// Runs `ingestd ARGS` in the workspace.
+    pub fn ingestd(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("INGESTD_LOG_FORMAT", "text")
+            .output()
+            .expect("run ingestd")
+    }
+
+    /// Runs `ingestd once --json` and returns its summary; panics with the logs on failure.
+    pub fn once(&self) -> serde_json::Value {
+        let out = self.ingestd(&["once", "--json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.code() == Some(0) || out.status.code() == Some(2),
+            "ingestd once failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("bad summary {stdout:?}: {e}"))
+    }
+}
+
+/// The rows of a Delta table, read through its log with the deltalake crate.
+pub fn read_delta(table: &Path) -> Vec<RecordBatch> {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let uris: Vec<String> = rt.block_on(async {
+        let url = url::Url::from_directory_path(table.canonicalize().expect("table path")).expect("url");
+        let table = deltalake::open_table(url).await.expect("open delta table");
+        table.get_file_uris().expect("file uris").collect()
+    });
+    let mut batches = Vec::new();
+    for uri in uris {
+        let path = url::Url::parse(&uri).ok().and_then(|u| u.to_file_path().ok()).unwrap_or_else(|| PathBuf::from(&uri));
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+        batches.extend(reader.map(|b| b.expect("batch")));
+    }
+    batches
+}
+
+pub fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// Sum of a non-null int64 column, and how many nulls it has.
+pub fn sum_i64(batches: &[RecordBatch], column: &str) -> (i64, usize) {
+    let mut sum = 0;
+    let mut nulls = 0;
+    for b in batches {
+        let a = b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}")).as_primitive::<Int64Type>();
+        nulls += a.null_count();
+        sum += a.iter().flatten().sum::<i64>();
+    }
+    (sum, nulls)
+}
+
+pub fn sum_f64(batches: &[RecordBatch], column: &str) -> f64 {
+    batches.iter().map(|b| b.column_by_name(column).expect("column").as_primitive::<Float64Type>().iter().flatten().sum::<f64>()).sum()
+}
+
+/// How many times each value of an int64 column occurs.
+pub fn counts_i64(batches: &[RecordBatch], column: &str) -> HashMap<i64, usize> {
+    let mut counts = HashMap::new();
+    for b in batches {
+        for v in b.column_by_name(column).expect("column").as_primitive::<Int64Type>().iter().flatten() {
+            *counts.entry(v).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Values of a string column, in table order.
+pub fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let a = b.column_by_name(column).unwrap_or_else(|| panic!("no column {column}")).as_string::<i32>();
+        out.extend((0..a.len()).map(|i| (!a.is_null(i)).then(|| a.value(i).to_string())));
+    }
+    out
+}
