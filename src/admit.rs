@@ -62,6 +62,9 @@ pub fn admit(
         hash,
         ready_at: Instant::now(),
     };
+    if ledger.adopt(&candidate.source, &file.name, &file.hash, file.size, file.mtime_ns)? {
+        return Ok(Admission::Known(FileState::Committed));
+    }
     let holder = match ledger.holder_of(&candidate.source, &file.hash)? {
         Some(name) => Some(name),
         None => pending(&file.hash),

@@ -44,8 +44,7 @@ pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<
     let (ledger, mut runtimes) = start(config).await?;
     let mut summary = Summary::default();
     for runtime in &mut runtimes {
-        let mut folder = FolderSource::new(&runtime.name, &runtime.config)
-            .map_err(|e| RuntimeError::Internal(format!("source {}: {e}", runtime.name)))?;
+        let mut folder = FolderSource::new(&runtime.name, &runtime.config)?;
         loop {
             for candidate in folder.poll(Duration::ZERO) {
                 runtime.offer(&ledger, &candidate)?;
@@ -77,8 +76,7 @@ pub async fn run(config: &Config, mut stop: watch::Receiver<bool>) -> Result<(),
     let mut threads = Vec::new();
     for runtime in runtimes {
         let (tx, rx) = mpsc::channel::<Candidate>(1024);
-        let mut folder = FolderSource::new(&runtime.name, &runtime.config)
-            .map_err(|e| RuntimeError::Internal(format!("source {}: {e}", runtime.name)))?;
+        let mut folder = FolderSource::new(&runtime.name, &runtime.config)?;
         if let Err(e) = folder.watch() {
             warn!(source = %runtime.name, error = %e, "no file notifications; relying on periodic listing");
         }

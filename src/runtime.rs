@@ -26,6 +26,8 @@ pub enum RuntimeError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Admit(#[from] admit::AdmitError),
+    #[error(transparent)]
+    Folder(#[from] crate::discover::FolderError),
     #[error("mapping: {0}")]
     Mapping(String),
     #[error("{0}")]

@@ -56,6 +56,7 @@ fn the_same_content_again_adds_nothing_even_without_the_ledger() {
     std::fs::remove_dir_all(ws.path("state")).unwrap();
     let summary = ws.once();
     assert_eq!(summary["totals"]["rows"], 0, "{summary}");
+    assert_eq!(summary["totals"]["duplicates"], 6, "the originals are recognised as committed, the copies as duplicates");
     assert_eq!(row_count(&read_delta(&ws.path("lake/attom"))), totals.rows);
 
     // New content still lands after the rebuild.

@@ -55,7 +55,7 @@ fn first_rows(
     let mut bad = 0;
     let mut seen = 0usize;
     let result = decode::open(file, name, format)?.decode(&plan, &mut |raw| {
-        let mapped = mapping.apply(&raw, name, 0, seen as u64 + 1).map_err(|e| DecodeError::malformed(e.to_string(), None))?;
+        let mapped = mapping.apply(&raw, name, chrono::Utc::now().timestamp_micros(), seen as u64 + 1).map_err(|e| DecodeError::malformed(e.to_string(), None))?;
         bad += mapped.bad_rows;
         let take = limit.saturating_sub(seen).min(mapped.batch.num_rows());
         seen += take;

@@ -76,8 +76,8 @@ pub(super) fn status(config: &Config) -> Result<i32> {
         println!("{:<16} {:<12} {:>10} {:>14}", row.source, row.state, row.files, row.rows);
     }
     println!();
-    for (source, sink, seq, reference, at) in ledger.last_commits().map_err(|e| anyhow::anyhow!(e))? {
-        println!("last commit {source} -> {sink}: batch {seq}, {reference}, at {at}");
+    for c in ledger.last_commits().map_err(|e| anyhow::anyhow!(e))? {
+        println!("last commit {} -> {}: batch {}, {}, at {}", c.source, c.sink, c.seq, c.reference, c.at);
     }
     Ok(0)
 }

@@ -34,8 +34,10 @@ pub struct Config {
     #[serde(default = "defaults::quarantine_dir")]
     pub quarantine_dir: PathBuf,
     /// Sources by name.
+    #[serde(default)]
     pub sources: IndexMap<String, SourceConfig>,
     /// Sinks by name.
+    #[serde(default)]
     pub sinks: IndexMap<String, SinkConfig>,
 }
 
@@ -173,7 +175,7 @@ impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
-                *p = base.join(&*p);
+                *p = join_clean(base, p);
             }
         };
         resolve(&mut self.state_dir);
@@ -187,10 +189,10 @@ impl Config {
         for sink in self.sinks.values_mut() {
             match sink {
                 SinkConfig::Delta(delta) if !delta.uri.contains("://") => {
-                    delta.uri = base.join(&delta.uri).to_string_lossy().into_owned();
+                    delta.uri = join_clean(base, Path::new(&delta.uri)).to_string_lossy().into_owned();
                 }
                 SinkConfig::Parquet(parquet) => {
-                    parquet.path = base.join(&parquet.path).to_string_lossy().into_owned();
+                    parquet.path = join_clean(base, Path::new(&parquet.path)).to_string_lossy().into_owned();
                 }
                 SinkConfig::Delta(_) => {}
             }
@@ -204,7 +206,10 @@ impl Config {
             problems.push(format!("instance: {:?} must be non-empty letters, digits, '-', '_' or '.'", self.instance));
         }
         if self.sources.is_empty() {
-            problems.push("sources: at least one source is needed".to_string());
+            problems.push("sources: at least one source is needed ([sources.NAME])".to_string());
+        }
+        if self.sinks.is_empty() {
+            problems.push("sinks: at least one sink is needed ([sinks.NAME])".to_string());
         }
         for (name, source) in &self.sources {
             source_problems(name, source, self, &mut problems);
@@ -275,6 +280,13 @@ fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems:
             Some(_) => {}
         }
     }
+}
+
+/// `base` joined with `relative`, without the `.` components that make paths in logs hard to read.
+fn join_clean(base: &Path, relative: &Path) -> PathBuf {
+    let mut out: PathBuf = base.components().filter(|c| *c != std::path::Component::CurDir).collect();
+    out.extend(relative.components().filter(|c| *c != std::path::Component::CurDir));
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
 }
 
 fn valid_name(name: &str) -> bool {

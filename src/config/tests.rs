@@ -22,7 +22,8 @@ fn the_shipped_example_config_is_valid() {
         names,
         ["transaction_date", "zipcode", "sale_price", "lot_size", "size", "latitude", "longitude", "type", "year_built"]
     );
-    assert_eq!(attom.path, Path::new("/base/./drop/attom"));
+    assert_eq!(attom.path, Path::new("/base/drop/attom"));
+    assert_eq!(Config::from_toml(MINIMAL, Path::new(".")).unwrap().state_dir, Path::new("state"));
 }
 
 #[test]

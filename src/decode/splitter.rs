@@ -5,9 +5,9 @@ use super::DecodeError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
-    BeforeArray,
-    InArray,
-    AfterArray,
+    Before,
+    Inside,
+    After,
 }
 
 /// Streaming state: feed chunks in order; element bytes come out in order, possibly split
@@ -27,7 +27,7 @@ pub struct ArraySplitter {
 
 impl Default for ArraySplitter {
     fn default() -> Self {
-        ArraySplitter { place: Place::BeforeArray, depth: 0, in_string: false, escaped: false, in_element: false, elements: 0, offset: 0 }
+        ArraySplitter { place: Place::Before, depth: 0, in_string: false, escaped: false, in_element: false, elements: 0, offset: 0 }
     }
 }
 
@@ -45,12 +45,12 @@ impl ArraySplitter {
         let mut run_start = if self.in_element { Some(0) } else { None };
         for (i, &b) in chunk.iter().enumerate() {
             match self.place {
-                Place::BeforeArray if is_ws(b) || (b == 0xEF || b == 0xBB || b == 0xBF) && self.offset + (i as u64) < 3 => {}
-                Place::BeforeArray if b == b'[' => self.place = Place::InArray,
-                Place::BeforeArray => return Err(self.malformed(i, format!("expected '[' but found {:?}", b as char))),
-                Place::AfterArray if is_ws(b) => {}
-                Place::AfterArray => return Err(self.malformed(i, "unexpected data after the closing ']'".into())),
-                Place::InArray if self.in_string => {
+                Place::Before if is_ws(b) || (b == 0xEF || b == 0xBB || b == 0xBF) && self.offset + (i as u64) < 3 => {}
+                Place::Before if b == b'[' => self.place = Place::Inside,
+                Place::Before => return Err(self.malformed(i, format!("expected '[' but found {:?}", b as char))),
+                Place::After if is_ws(b) => {}
+                Place::After => return Err(self.malformed(i, "unexpected data after the closing ']'".into())),
+                Place::Inside if self.in_string => {
                     if self.escaped {
                         self.escaped = false;
                     } else if b == b'\\' {
@@ -59,7 +59,7 @@ impl ArraySplitter {
                         self.in_string = false;
                     }
                 }
-                Place::InArray if self.depth > 0 => match b {
+                Place::Inside if self.depth > 0 => match b {
                     b'"' => self.in_string = true,
                     b'{' | b'[' => self.depth += 1,
                     b'}' | b']' => {
@@ -72,7 +72,7 @@ impl ArraySplitter {
                     }
                     _ => {}
                 },
-                Place::InArray => match b {
+                Place::Inside => match b {
                     b',' | b']' if !self.in_element && b == b',' && self.elements == 0 => {
                         return Err(self.malformed(i, "',' before the first element".into()));
                     }
@@ -83,7 +83,7 @@ impl ArraySplitter {
                         }
                         self.in_element = false;
                         if b == b']' {
-                            self.place = Place::AfterArray;
+                            self.place = Place::After;
                         }
                     }
                     _ if is_ws(b) => {
@@ -120,8 +120,8 @@ impl ArraySplitter {
     /// Call after the last chunk: the array must have been closed.
     pub fn finish(&self) -> Result<(), DecodeError> {
         match self.place {
-            Place::AfterArray => Ok(()),
-            Place::BeforeArray if self.offset == 0 => Ok(()),
+            Place::After => Ok(()),
+            Place::Before if self.offset == 0 => Ok(()),
             _ => Err(DecodeError::malformed(
                 format!("the JSON array is not closed (input ends inside record {})", self.elements.max(1)),
                 Some(super::Position { record: Some(self.elements.max(1)), line: None, byte: Some(self.offset) }),

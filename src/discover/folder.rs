@@ -40,12 +40,27 @@ pub struct FolderSource {
     handed_on: HashMap<PathBuf, (u64, i64)>,
 }
 
+/// Why a folder source cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum FolderError {
+    #[error("source {name}: bad include/exclude pattern: {error}")]
+    Pattern { name: String, error: globset::Error },
+    #[error("source {name}: folder {path}: {error}")]
+    Folder { name: String, path: PathBuf, error: std::io::Error },
+}
+
 impl FolderSource {
-    pub fn new(source: &str, config: &SourceConfig) -> Result<FolderSource, globset::Error> {
+    /// Creates the folder if missing. The root is made absolute because notifications carry
+    /// absolute paths.
+    pub fn new(source: &str, config: &SourceConfig) -> Result<FolderSource, FolderError> {
+        let folder_error = |error| FolderError::Folder { name: source.to_string(), path: config.path.clone(), error };
+        std::fs::create_dir_all(&config.path).map_err(folder_error)?;
+        let root = config.path.canonicalize().map_err(folder_error)?;
         Ok(FolderSource {
             source: source.to_string(),
-            root: config.path.clone(),
-            filter: FileFilter::new(&config.include, &config.exclude)?,
+            root,
+            filter: FileFilter::new(&config.include, &config.exclude)
+                .map_err(|error| FolderError::Pattern { name: source.to_string(), error })?,
             recursive: config.recursive,
             follow_symlinks: config.follow_symlinks,
             min_age: config.min_age.0,
@@ -57,9 +72,8 @@ impl FolderSource {
         })
     }
 
-    /// Subscribes to file-system notifications for the folder (created if missing).
+    /// Subscribes to file-system notifications for the folder.
     pub fn watch(&mut self) -> Result<(), notify::Error> {
-        std::fs::create_dir_all(&self.root)?;
         let (tx, rx) = mpsc::channel();
         let mut watcher = notify::recommended_watcher(move |event| {
             let _ = tx.send(event);

@@ -4,7 +4,7 @@ mod filter;
 mod folder;
 
 pub use filter::{looks_temporary, FileFilter};
-pub use folder::FolderSource;
+pub use folder::{FolderError, FolderSource};
 
 use std::path::PathBuf;
 

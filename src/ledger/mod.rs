@@ -70,6 +70,17 @@ pub struct BatchEntry {
     pub files: Vec<FileEntry>,
 }
 
+/// The newest commit of a source's batches to one sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastCommit {
+    pub source: String,
+    pub sink: String,
+    pub seq: i64,
+    /// The sink's reference, e.g. "delta version 7".
+    pub reference: String,
+    pub at: String,
+}
+
 /// Ledger counts for `ingestd status`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusRow {
@@ -146,6 +157,19 @@ impl Ledger {
                 |r| r.get(0),
             )
             .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Fills in the size and mtime of a file rebuilt from a sink (which records only name and
+    /// hash), so it is known again by name. Returns whether such a record existed.
+    pub fn adopt(&self, source: &str, name: &str, hash: &str, size: u64, mtime_ns: i64) -> Result<bool> {
+        self.conn
+            .execute(
+                "UPDATE files SET size = ?4, mtime_ns = ?5, updated_at = ?6
+                 WHERE source = ?1 AND name = ?2 AND hash = ?3 AND size IS NULL AND state = 'committed'",
+                params![source, name, hash, size as i64, mtime_ns, now()],
+            )
+            .map(|n| n > 0)
             .map_err(|e| self.err(e))
     }
 
@@ -324,8 +348,8 @@ impl Ledger {
         rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    /// The newest sink commit per (source, sink): (source, sink, seq, commit_ref, committed_at).
-    pub fn last_commits(&self) -> Result<Vec<(String, String, i64, String, String)>> {
+    /// The newest sink commit per (source, sink).
+    pub fn last_commits(&self) -> Result<Vec<LastCommit>> {
         let mut stmt = self
             .conn
             .prepare(
@@ -335,7 +359,7 @@ impl Ledger {
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .query_map([], |r| Ok(LastCommit { source: r.get(0)?, sink: r.get(1)?, seq: r.get(2)?, reference: r.get(3)?, at: r.get(4)? }))
             .map_err(|e| self.err(e))?;
         rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))
     }

@@ -42,13 +42,18 @@ fn survives_reopening_and_imports_batches_found_in_a_sink() {
     let dir = tempfile::tempdir().unwrap();
     {
         let mut ledger = Ledger::open(dir.path()).unwrap();
-        let imported = BatchEntry { source: "s".into(), seq: 5, files: vec![file("x", "hx", 9)] };
+        let rebuilt = FileEntry { size: None, mtime_ns: None, ..file("x", "hx", 9) };
+        let imported = BatchEntry { source: "s".into(), seq: 5, files: vec![rebuilt] };
         ledger.import_committed("lake", &[(imported, "delta version 9".into())]).unwrap();
     }
     let ledger = Ledger::open(dir.path()).unwrap();
     assert_eq!(ledger.holder_of("s", "hx").unwrap().as_deref(), Some("x"));
+    assert_eq!(ledger.known("s", "x", 10, 7).unwrap(), None, "a rebuilt record has no size or mtime");
+    assert!(!ledger.adopt("s", "x", "other hash", 10, 7).unwrap());
+    assert!(ledger.adopt("s", "x", "hx", 10, 7).unwrap());
+    assert_eq!(ledger.known("s", "x", 10, 7).unwrap(), Some(FileState::Committed));
     assert_eq!(ledger.next_seq("s").unwrap(), 6);
-    assert_eq!(ledger.last_commits().unwrap()[0].3, "delta version 9");
+    assert_eq!(ledger.last_commits().unwrap()[0].reference, "delta version 9");
 }
 
 #[test]

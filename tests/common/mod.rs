@@ -31,14 +31,18 @@ type = { path = "summary.proptype", type = "string" }
 year_built = { path = "summary.yearbuilt", type = "int32", null_if = ["0"] }
 "#;
 
+/// The ATTOM config with these extra keys for the source (no `min_age` unless given).
+pub fn attom_config(source_keys: &str) -> String {
+    format!(
+        "instance = \"test\"\n[sources.attom]\npath = \"drop\"\nsinks = [\"lake\"]\n{source_keys}\n{ATTOM_COLUMNS}\n[sinks.lake]\nkind = \"delta\"\nuri = \"lake/attom\"\n"
+    )
+}
+
 impl Workspace {
     /// A workspace whose config has one source `attom` (extra source keys in `source_extra`)
     /// writing to the Delta table `lake/attom`.
     pub fn attom(source_extra: &str) -> Workspace {
-        let config = format!(
-            "instance = \"test\"\n[sources.attom]\npath = \"drop\"\nmin_age = \"0s\"\nsinks = [\"lake\"]\n{source_extra}\n{ATTOM_COLUMNS}\n[sinks.lake]\nkind = \"delta\"\nuri = \"lake/attom\"\n"
-        );
-        Workspace::with_config(&config)
+        Workspace::with_config(&attom_config(&format!("min_age = \"0s\"\n{source_extra}")))
     }
 
     pub fn with_config(config: &str) -> Workspace {
