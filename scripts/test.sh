@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 echo "== python readers (venv at $INGESTD_VENV)"
 ensure_python_readers
 echo "== cargo test (release profile, target $CARGO_TARGET_DIR)"
-cargo test --release --locked 2>&1
+cargo test --release --locked 2>&1 | tee "$log"
 echo "== ATTOM pull end to end"
 scripts/attom_e2e.sh
+passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 1}')
+echo "all: $passed passed, 0 failed"
