@@ -9,7 +9,7 @@ trap 'rm -f "$log"' EXIT
 echo "== python readers (venv at $INGESTD_VENV)"
 ensure_python_readers
 echo "== cargo test (release profile, target $CARGO_TARGET_DIR)"
-cargo test --release --locked 2>&1 | tee "$log"
+cargo test --release --locked --features fault-injection 2>&1 | tee "$log"
 echo "== ATTOM pull end to end"
 scripts/attom_e2e.sh
 passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 1}')

@@ -33,6 +33,8 @@ pub enum Admission {
     Known(FileState),
     /// Its content was already committed (or is waiting in `pending`) under another name.
     Duplicate { file: AdmittedFile, of: String },
+    /// A committed file rewritten with new content, and the policy says not to ingest it.
+    IgnoredOverwrite(AdmittedFile),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +46,12 @@ pub enum AdmitError {
 }
 
 /// Admits one candidate. `pending` maps content hashes already admitted but not yet committed
-/// to their file names.
+/// to their file names; `allow_overwrites` is the source's policy for rewritten files.
 pub fn admit(
     ledger: &Ledger,
     candidate: &Candidate,
     pending: &dyn Fn(&str) -> Option<String>,
+    allow_overwrites: bool,
 ) -> Result<Admission, AdmitError> {
     if let Some(state) = ledger.known(&candidate.source, &candidate.name, candidate.size, candidate.mtime_ns)? {
         return Ok(Admission::Known(state));
@@ -71,6 +74,7 @@ pub fn admit(
     };
     Ok(match holder {
         Some(of) => Admission::Duplicate { file, of },
+        None if !allow_overwrites && ledger.committed_name(&candidate.source, &candidate.name)? => Admission::IgnoredOverwrite(file),
         None => Admission::New(file),
     })
 }
@@ -100,20 +104,25 @@ mod tests {
         let mut ledger = Ledger::open(&dir.path().join("state")).unwrap();
         let none = |_: &str| None;
         let a = candidate(dir.path(), "a", "[1]");
-        let Admission::New(file) = admit(&ledger, &a, &none).unwrap() else { panic!("a is new") };
+        let Admission::New(file) = admit(&ledger, &a, &none, true).unwrap() else { panic!("a is new") };
         assert_eq!(file.hash, blake3::hash(b"[1]").to_hex().to_string());
 
         ledger.begin_batch(&crate::ledger::BatchEntry { source: "s".into(), seq: 1, files: vec![file.entry(Some(1))] }).unwrap();
         ledger.finish_batch("s", 1).unwrap();
-        assert!(matches!(admit(&ledger, &a, &none).unwrap(), Admission::Known(FileState::Committed)));
+        assert!(matches!(admit(&ledger, &a, &none, true).unwrap(), Admission::Known(FileState::Committed)));
 
         let copy = candidate(dir.path(), "a copy", "[1]");
-        match admit(&ledger, &copy, &none).unwrap() {
+        match admit(&ledger, &copy, &none, true).unwrap() {
             Admission::Duplicate { of, .. } => assert_eq!(of, "a"),
             other => panic!("expected a duplicate, got {other:?}"),
         }
         let b = candidate(dir.path(), "b", "[2]");
         let waiting = |h: &str| (h == blake3::hash(b"[2]").to_hex().as_str()).then(|| "b0".to_string());
-        assert!(matches!(admit(&ledger, &b, &waiting).unwrap(), Admission::Duplicate { .. }));
+        assert!(matches!(admit(&ledger, &b, &waiting, true).unwrap(), Admission::Duplicate { .. }));
+
+        // "a" rewritten in place with new content: new rows, or ignored, as the policy says.
+        let rewritten = Candidate { mtime_ns: 2, ..candidate(dir.path(), "a", "[3]") };
+        assert!(matches!(admit(&ledger, &rewritten, &none, true).unwrap(), Admission::New(_)));
+        assert!(matches!(admit(&ledger, &rewritten, &none, false).unwrap(), Admission::IgnoredOverwrite(_)));
     }
 }

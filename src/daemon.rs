@@ -27,7 +27,8 @@ impl Summary {
 
 /// Opens the ledger and builds a recovered runtime per source.
 async fn start(config: &Config) -> Result<(SharedLedger, Vec<SourceRuntime>), RuntimeError> {
-    let ledger = Arc::new(Mutex::new(Ledger::open(&config.state_dir)?));
+    let (ledger, _) = Ledger::open_or_set_aside(&config.state_dir)?;
+    let ledger = Arc::new(Mutex::new(ledger));
     let mut runtimes = Vec::new();
     for name in config.sources.keys() {
         let mut runtime = SourceRuntime::new(name, config)?;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod discover;
+pub mod faults;
 pub mod ledger;
 pub mod map;
 pub mod pipeline;

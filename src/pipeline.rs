@@ -88,8 +88,10 @@ impl SourceRuntime {
                     self.quarantine_file(ledger, &bad, &error)?;
                 }
                 Ok(per_file) => {
+                    crate::fault_point!("after_decode");
                     let leftovers = files.split_off(per_file.len());
                     let report = self.commit(ledger, &files, &per_file, writers, &targets, redo).await?;
+                    crate::fault_point!("after_ledger");
                     self.after_commit(&files);
                     return Ok(BatchOutcome { report: Some(report), leftovers });
                 }
@@ -178,9 +180,11 @@ impl SourceRuntime {
                     }
                 }
             };
+            crate::fault_point!("after_sink_commit");
             self.lock(ledger)?.record_sink_commit(&self.name, seq, &sink_name, &reference)?;
             report.commits.push((sink_name, reference));
         }
+        crate::fault_point!("inside_ledger_update");
         self.lock(ledger)?.finish_batch(&self.name, seq)?;
         info!(source = %self.name, batch = seq, files = report.files, rows = report.rows, commits = ?report.commits, "batch committed");
         self.totals.add_batch(&report);

@@ -181,7 +181,7 @@ impl SourceRuntime {
     pub fn offer(&mut self, ledger: &SharedLedger, candidate: &Candidate) -> Result<(), RuntimeError> {
         let admission = {
             let ledger = self.lock(ledger)?;
-            admit::admit(&ledger, candidate, &|hash| self.batcher.holder_of(hash))?
+            admit::admit(&ledger, candidate, &|hash| self.batcher.holder_of(hash), self.config.allow_overwrites)?
         };
         match admission {
             Admission::New(file) => self.batcher.push(file),
@@ -190,6 +190,10 @@ impl SourceRuntime {
                 self.lock(ledger)?.record_duplicate(&self.name, &file.entry(None), &of)?;
                 self.totals.duplicates += 1;
                 self.after_commit(std::slice::from_ref(&file));
+            }
+            Admission::IgnoredOverwrite(file) => {
+                warn!(source = %self.name, file = %file.name, "committed file rewritten with new content; ignored (allow_overwrites = false)");
+                self.lock(ledger)?.record_ignored(&self.name, &file.entry(None))?;
             }
             Admission::Known(FileState::Committed | FileState::Duplicate) => {
                 // Done before a crash that came between the ledger and the archive/delete step.

@@ -50,6 +50,10 @@ pub struct SourceConfig {
     /// What to do with a row whose value cannot be converted to its column's type.
     #[serde(default = "defaults::on_bad_row")]
     pub on_bad_row: BadRowPolicy,
+    /// A committed file rewritten in place (same name, new content): `true` ingests the new
+    /// content as new rows; `false` records it as ignored and leaves the table alone.
+    #[serde(default = "defaults::yes")]
+    pub allow_overwrites: bool,
     /// What happens to a source file once its rows are committed (or it is a duplicate).
     #[serde(default = "defaults::after_commit")]
     pub after_commit: AfterCommit,

@@ -38,6 +38,8 @@ pub struct FolderSource {
     waiting: HashMap<PathBuf, Observation>,
     /// Files handed on, with the (size, mtime) they had, so a listing does not hand them on twice.
     handed_on: HashMap<PathBuf, (u64, i64)>,
+    /// The open lock file; the lock lasts as long as this source.
+    _lock: std::fs::File,
 }
 
 /// Why a folder source cannot start.
@@ -47,7 +49,12 @@ pub enum FolderError {
     Pattern { name: String, error: globset::Error },
     #[error("source {name}: folder {path}: {error}")]
     Folder { name: String, path: PathBuf, error: std::io::Error },
+    #[error("source {name}: folder {path} is already watched by another ingestd process (it holds {LOCK_FILE}); one folder, one daemon")]
+    Locked { name: String, path: PathBuf },
 }
+
+/// Held (flock) by the process watching a folder, so two daemons never share one.
+pub const LOCK_FILE: &str = ".ingestd.lock";
 
 impl FolderSource {
     /// Creates the folder if missing. The root is made absolute because notifications carry
@@ -56,6 +63,14 @@ impl FolderSource {
         let folder_error = |error| FolderError::Folder { name: source.to_string(), path: config.path.clone(), error };
         std::fs::create_dir_all(&config.path).map_err(folder_error)?;
         let root = config.path.canonicalize().map_err(folder_error)?;
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(root.join(LOCK_FILE)).map_err(folder_error)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(FolderError::Locked { name: source.to_string(), path: root });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(folder_error(e)),
+        }
         Ok(FolderSource {
             source: source.to_string(),
             root,
@@ -69,6 +84,7 @@ impl FolderSource {
             watching: Vec::new(),
             waiting: HashMap::new(),
             handed_on: HashMap::new(),
+            _lock: lock,
         })
     }
 

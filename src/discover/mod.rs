@@ -4,7 +4,7 @@ mod filter;
 mod folder;
 
 pub use filter::{looks_temporary, FileFilter};
-pub use folder::{FolderError, FolderSource};
+pub use folder::{FolderError, FolderSource, LOCK_FILE};
 
 use std::path::PathBuf;
 

@@ -27,6 +27,8 @@ pub enum FileState {
     Duplicate,
     /// Refused; moved to the quarantine folder.
     Quarantined,
+    /// A new version of a committed file, not ingested (`allow_overwrites = false`).
+    Ignored,
 }
 
 impl FileState {
@@ -36,6 +38,7 @@ impl FileState {
             FileState::Committed => "committed",
             FileState::Duplicate => "duplicate",
             FileState::Quarantined => "quarantined",
+            FileState::Ignored => "ignored",
         }
     }
 
@@ -45,6 +48,7 @@ impl FileState {
             "committed" => FileState::Committed,
             "duplicate" => FileState::Duplicate,
             "quarantined" => FileState::Quarantined,
+            "ignored" => FileState::Ignored,
             _ => return None,
         })
     }
@@ -114,11 +118,40 @@ impl Ledger {
         std::fs::create_dir_all(state_dir)
             .map_err(|source| LedgerError::Folder { path: state_dir.to_path_buf(), source })?;
         let path = state_dir.join(LEDGER_FILE);
-        let conn = Connection::open(&path).map_err(|source| LedgerError::Sqlite { path: path.clone(), source })?;
+        let damaged = |source: rusqlite::Error, path: &Path| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                LedgerError::Damaged { path: path.to_path_buf(), detail: source.to_string() }
+            }
+            _ => LedgerError::Sqlite { path: path.to_path_buf(), source },
+        };
+        let conn = Connection::open(&path).map_err(|e| damaged(e, &path))?;
         let ledger = Ledger { conn, path };
         ledger.check_integrity()?;
-        schema::migrate(&ledger.conn).map_err(|e| ledger.err(e))?;
+        schema::migrate(&ledger.conn).map_err(|e| damaged(e, &ledger.path))?;
         Ok(ledger)
+    }
+
+    /// Opens the ledger; a damaged one is never trusted: it is renamed aside (with its WAL) and
+    /// a new one started, which start-up recovery rebuilds from the sinks. Returns where the
+    /// damaged files went, if anywhere.
+    pub fn open_or_set_aside(state_dir: &Path) -> Result<(Ledger, Option<PathBuf>)> {
+        match Ledger::open(state_dir) {
+            Err(LedgerError::Damaged { path, detail }) => {
+                let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+                let aside = path.with_file_name(format!("{LEDGER_FILE}.damaged-{stamp}"));
+                for suffix in ["", "-wal", "-shm"] {
+                    let from = PathBuf::from(format!("{}{suffix}", path.display()));
+                    if from.exists() {
+                        std::fs::rename(&from, format!("{}{suffix}", aside.display()))
+                            .map_err(|source| LedgerError::Folder { path: from.clone(), source })?;
+                    }
+                }
+                tracing::error!(ledger = %path.display(), %detail, set_aside = %aside.display(),
+                    "the ledger is damaged: set aside, rebuilding from the sinks");
+                Ok((Ledger::open(state_dir)?, Some(aside)))
+            }
+            other => other.map(|ledger| (ledger, None)),
+        }
     }
 
     fn check_integrity(&self) -> Result<()> {
@@ -171,6 +204,22 @@ impl Ledger {
             )
             .map(|n| n > 0)
             .map_err(|e| self.err(e))
+    }
+
+    /// Whether a file of this name was committed before (whatever its content).
+    pub fn committed_name(&self, source: &str, name: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM files WHERE source = ?1 AND name = ?2 AND state = 'committed')",
+                params![source, name],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records a new version of a committed file that the policy says to leave out.
+    pub fn record_ignored(&self, source: &str, file: &FileEntry) -> Result<()> {
+        self.insert_file(source, file, FileState::Ignored, None, Some("rewritten after commit; allow_overwrites = false"))
     }
 
     /// Records a file that repeats content already committed.

@@ -76,3 +76,27 @@ fn a_damaged_ledger_is_refused_not_trusted() {
         Ok(_) => panic!("a garbage ledger was opened"),
     }
 }
+
+#[test]
+fn a_damaged_ledger_is_set_aside_and_a_new_one_started() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        for seq in 1..=200 {
+            ledger.begin_batch(&BatchEntry { source: "s".into(), seq, files: vec![file(&format!("f{seq}"), &format!("h{seq}"), 1)] }).unwrap();
+            ledger.finish_batch("s", seq).unwrap();
+        }
+        ledger.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    }
+    // Truncated mid-file, as a crash of the file system or a bad copy leaves it.
+    let path = dir.path().join(LEDGER_FILE);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len / 2).unwrap();
+    drop(f);
+    assert!(matches!(Ledger::open(dir.path()), Err(LedgerError::Damaged { .. })), "a truncated ledger must be refused");
+    let (ledger, aside) = Ledger::open_or_set_aside(dir.path()).unwrap();
+    let aside = aside.expect("set aside");
+    assert!(aside.exists());
+    assert_eq!(ledger.next_seq("s").unwrap(), 1, "a fresh ledger, to be rebuilt from the sinks");
+}

@@ -202,6 +202,7 @@ impl SinkWriter for DeltaBatchWriter {
     async fn commit(mut self: Box<Self>, manifest: &BatchManifest) -> Result<String, SinkError> {
         let adds = self.writer.flush().await.map_err(|e| self.err(e))?;
         self.adds.extend(adds.into_iter().map(Action::Add));
+        crate::fault_point!("after_data_files");
         let mut actions = std::mem::take(&mut self.adds);
         actions.push(Action::Txn(Transaction::new(&self.app_id, manifest.seq)));
         let manifest_json = serde_json::to_value(manifest).map_err(|e| SinkError::storage(&self.sink, e))?;

@@ -283,6 +283,7 @@ impl SinkWriter for ParquetBatchWriter {
             .iter()
             .map(|(_, f)| f.strip_prefix(&self.root).unwrap_or(f).to_string_lossy().into_owned())
             .collect();
+        crate::fault_point!("after_data_files");
         let record = CommitRecord { batch: manifest.clone(), files: files.clone() };
         let manifest_path = self.manifest_dir.join(format!("{:020}.json", manifest.seq));
         let manifest_temp = manifest_path.with_extension("json.tmp");
@@ -295,7 +296,8 @@ impl SinkWriter for ParquetBatchWriter {
             sync_parent(&manifest_path)
         };
         write_manifest().map_err(|e| self.err(format!("{}: {e}", manifest_path.display())))?;
-        // Committed. Make the files visible; a crash here is finished by `prepare` at restart.
+        // Committed. Make the files visible; a crash here is finished by `recover` at restart.
+        crate::fault_point!("between_parquet_temp_and_rename");
         for (staged, final_path) in &moves {
             std::fs::rename(staged, final_path).map_err(|e| self.err(format!("{}: {e}", staged.display())))?;
             sync_parent(final_path).map_err(|e| self.err(e))?;

@@ -142,3 +142,84 @@ pub fn strings(batches: &[RecordBatch], column: &str) -> Vec<Option<String>> {
     }
     out
 }
+
+/// The rows of a Parquet dataset folder: every visible `*.parquet` file below it.
+pub fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
+    let mut batches = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read dataset folder") {
+            let path = entry.expect("entry").path();
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if name.ends_with(".parquet") {
+                let file = std::fs::File::open(&path).expect("open parquet");
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet").build().expect("reader");
+                batches.extend(reader.map(|b| b.expect("batch")));
+            }
+        }
+    }
+    batches
+}
+
+/// A row's identity and values: (id, sale price, zip code, transaction date in days).
+pub type Fingerprint = (i64, Option<i64>, Option<String>, Option<i32>);
+
+/// Fingerprints of every record in ATTOM files, computed from the JSON itself (not by ingestd).
+pub fn fingerprints_of_files(paths: &[PathBuf]) -> HashMap<Fingerprint, usize> {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch");
+    let mut out = HashMap::new();
+    for path in paths {
+        let records: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json");
+        for r in records {
+            let id = r["identifier"]["Id"].as_i64().expect("id");
+            let price = r["sale"]["amount"]["saleamt"].as_i64();
+            let zip = r["address"]["postal1"].as_str().map(String::from);
+            let date = r["sale"]["saleTransDate"]
+                .as_str()
+                .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%-m-%-d").ok())
+                .map(|d| (d - epoch).num_days() as i32);
+            *out.entry((id, price, zip, date)).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Fingerprints of every row of a table read back.
+pub fn fingerprints_of_table(batches: &[RecordBatch]) -> HashMap<Fingerprint, usize> {
+    use arrow::datatypes::Date32Type;
+    let mut out = HashMap::new();
+    for b in batches {
+        let id = b.column_by_name("id").expect("id").as_primitive::<Int64Type>();
+        let price = b.column_by_name("sale_price").expect("sale_price").as_primitive::<Int64Type>();
+        let zip = b.column_by_name("zipcode").expect("zipcode").as_string::<i32>();
+        let date = b.column_by_name("transaction_date").expect("transaction_date").as_primitive::<Date32Type>();
+        for i in 0..b.num_rows() {
+            let key = (
+                id.value(i),
+                (!price.is_null(i)).then(|| price.value(i)),
+                (!zip.is_null(i)).then(|| zip.value(i).to_string()),
+                (!date.is_null(i)).then(|| date.value(i)),
+            );
+            *out.entry(key).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Compares two multisets of rows; returns (lost, duplicated, unexpected) counts.
+pub fn compare_rows(expected: &HashMap<Fingerprint, usize>, actual: &HashMap<Fingerprint, usize>) -> (usize, usize, usize) {
+    let mut lost = 0;
+    let mut duplicated = 0;
+    for (key, &want) in expected {
+        let have = actual.get(key).copied().unwrap_or(0);
+        lost += want.saturating_sub(have);
+        duplicated += have.saturating_sub(want);
+    }
+    let unexpected = actual.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(_, n)| n).sum();
+    (lost, duplicated, unexpected)
+}

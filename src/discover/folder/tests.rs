@@ -77,9 +77,25 @@ fn recursion_and_symlinks_follow_the_config() {
 
     let mut flat = source_in(dir.path(), "0s");
     assert!(flat.poll(Duration::ZERO).is_empty(), "no recursion, no symlinks by default");
+    drop(flat);
 
     let mut deep = source_in(dir.path(), "0s");
     deep.recursive = true;
     deep.follow_symlinks = true;
     assert_eq!(names(&deep.poll(Duration::ZERO)), ["link.csv", "sub/a.csv"]);
+}
+
+#[test]
+fn one_folder_one_watcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = source_in(dir.path(), "0s");
+    let text = format!("[sources.s]\npath = {:?}\nsinks = [\"t\"]\n[sinks.t]\nkind = \"delta\"\nuri = \"t\"\n", dir.path().display().to_string());
+    let config = Config::from_toml(&text, dir.path()).unwrap();
+    match FolderSource::new("other", &config.sources["s"]) {
+        Err(FolderError::Locked { .. }) => {}
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("two watchers on one folder"),
+    }
+    drop(first);
+    assert!(FolderSource::new("other", &config.sources["s"]).is_ok(), "the lock goes with its holder");
 }
