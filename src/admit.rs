@@ -31,8 +31,9 @@ pub enum Admission {
     New(AdmittedFile),
     /// The ledger already has this exact file (same name, size and mtime).
     Known(FileState),
-    /// Its content was already committed (or is waiting in `pending`) under another name.
-    Duplicate { file: AdmittedFile, of: String },
+    /// Its content was already committed, or is waiting to be (`committed` false), under
+    /// another name.
+    Duplicate { file: AdmittedFile, of: String, committed: bool },
     /// A committed file rewritten with new content, and the policy says not to ingest it.
     IgnoredOverwrite(AdmittedFile),
 }
@@ -69,11 +70,15 @@ pub fn admit(
         return Ok(Admission::Known(FileState::Committed));
     }
     let holder = match ledger.holder_of(&candidate.source, &file.hash)? {
-        Some(name) => Some(name),
-        None => pending(&file.hash),
+        Some(held) => Some(held),
+        // Already queued under this very name: the same file offered twice, not a duplicate.
+        None => match pending(&file.hash) {
+            Some(name) if name == file.name => return Ok(Admission::Known(FileState::InFlight)),
+            other => other.map(|name| (name, false)),
+        },
     };
     Ok(match holder {
-        Some(of) => Admission::Duplicate { file, of },
+        Some((of, committed)) => Admission::Duplicate { file, of, committed },
         None if !allow_overwrites && ledger.committed_name(&candidate.source, &candidate.name)? => Admission::IgnoredOverwrite(file),
         None => Admission::New(file),
     })
@@ -113,12 +118,14 @@ mod tests {
 
         let copy = candidate(dir.path(), "a copy", "[1]");
         match admit(&ledger, &copy, &none, true).unwrap() {
-            Admission::Duplicate { of, .. } => assert_eq!(of, "a"),
+            Admission::Duplicate { of, committed, .. } => assert_eq!((of.as_str(), committed), ("a", true)),
             other => panic!("expected a duplicate, got {other:?}"),
         }
         let b = candidate(dir.path(), "b", "[2]");
         let waiting = |h: &str| (h == blake3::hash(b"[2]").to_hex().as_str()).then(|| "b0".to_string());
         assert!(matches!(admit(&ledger, &b, &waiting, true).unwrap(), Admission::Duplicate { .. }));
+        let queued = |h: &str| (h == blake3::hash(b"[2]").to_hex().as_str()).then(|| "b".to_string());
+        assert!(matches!(admit(&ledger, &b, &queued, true).unwrap(), Admission::Known(FileState::InFlight)), "b offered twice");
 
         // "a" rewritten in place with new content: new rows, or ignored, as the policy says.
         let rewritten = Candidate { mtime_ns: 2, ..candidate(dir.path(), "a", "[3]") };

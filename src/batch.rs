@@ -18,14 +18,21 @@ impl Batcher {
         Batcher { queue: VecDeque::new(), limits }
     }
 
+    /// Queues a file; a newer version of a file already queued (same path) replaces it.
     pub fn push(&mut self, file: AdmittedFile) {
-        self.queue.push_back(file);
+        match self.queue.iter_mut().find(|queued| queued.path == file.path) {
+            Some(queued) => *queued = file,
+            None => self.queue.push_back(file),
+        }
     }
 
-    /// Returns files that were taken but not committed to the front, in their order.
+    /// Returns files that were taken but not committed to the front, in their order, unless a
+    /// newer version of the same path was queued meanwhile.
     pub fn put_back(&mut self, files: Vec<AdmittedFile>) {
         for file in files.into_iter().rev() {
-            self.queue.push_front(file);
+            if !self.queue.iter().any(|queued| queued.path == file.path) {
+                self.queue.push_front(file);
+            }
         }
     }
 
@@ -113,6 +120,21 @@ mod tests {
         assert_eq!(bytes.len(), 3);
         assert_eq!(names(bytes.next_batch(t0, true).unwrap()), ["x", "y"]);
         assert_eq!(names(bytes.next_batch(t0, true).unwrap()), ["z"]);
+    }
+
+    #[test]
+    fn a_path_is_queued_once_with_its_newest_version() {
+        let t0 = Instant::now();
+        let mut batcher = Batcher::new(limits(10, 1_000, 0));
+        batcher.push(file("a", 1, t0));
+        batcher.push(AdmittedFile { hash: "new".into(), ..file("a", 2, t0) });
+        assert_eq!(batcher.len(), 1);
+        let taken = batcher.next_batch(t0, true).unwrap();
+        assert_eq!(taken[0].hash, "new");
+        batcher.push(AdmittedFile { hash: "newer".into(), ..file("a", 3, t0) });
+        batcher.put_back(taken);
+        assert_eq!(batcher.len(), 1, "a stale version is not put back over a newer one");
+        assert_eq!(batcher.next_batch(t0, true).unwrap()[0].hash, "newer");
     }
 
     #[test]

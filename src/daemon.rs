@@ -25,27 +25,54 @@ impl Summary {
     }
 }
 
-/// Opens the ledger and builds a recovered runtime per source.
-async fn start(config: &Config) -> Result<(SharedLedger, Vec<SourceRuntime>), RuntimeError> {
+/// A source ready to run: its runtime (recovered) and its folder (locked).
+struct Started {
+    runtime: SourceRuntime,
+    folder: FolderSource,
+}
+
+/// Locks the state folder and every drop folder first (so a second daemon is refused before it
+/// touches anything), then opens the ledger and recovers every source.
+async fn start(config: &Config) -> Result<(SharedLedger, Vec<Started>, std::fs::File), RuntimeError> {
+    let state_lock = lock_state_dir(&config.state_dir)?;
+    let mut folders = Vec::new();
+    for (name, source) in &config.sources {
+        folders.push(FolderSource::new(name, source)?);
+    }
     let (ledger, _) = Ledger::open_or_set_aside(&config.state_dir)?;
+    ledger.claim_instance(&config.instance)?;
     let ledger = Arc::new(Mutex::new(ledger));
-    let mut runtimes = Vec::new();
-    for name in config.sources.keys() {
+    let mut started = Vec::new();
+    for (name, folder) in config.sources.keys().zip(folders) {
         let mut runtime = SourceRuntime::new(name, config)?;
         runtime.recover(&ledger).await?;
-        runtimes.push(runtime);
+        started.push(Started { runtime, folder });
     }
-    Ok((ledger, runtimes))
+    Ok((ledger, started, state_lock))
+}
+
+/// An exclusive lock on `<state_dir>/.lock`, held while the daemon runs.
+fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RuntimeError> {
+    let io = |e: std::io::Error| RuntimeError::Io(format!("state folder {}: {e}", state_dir.display()));
+    std::fs::create_dir_all(state_dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(state_dir.join(".lock")).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(RuntimeError::Io(format!(
+            "state folder {} is in use by another ingestd process; one state folder, one daemon",
+            state_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
 }
 
 /// Ingests every file present in every source (waiting for files still being written), then
 /// returns. `on_batch` sees the running totals after each batch (for a progress bar).
 pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<Summary, RuntimeError> {
     let started = Instant::now();
-    let (ledger, mut runtimes) = start(config).await?;
+    let (ledger, mut sources, _state_lock) = start(config).await?;
     let mut summary = Summary::default();
-    for runtime in &mut runtimes {
-        let mut folder = FolderSource::new(&runtime.name, &runtime.config)?;
+    for Started { runtime, folder } in &mut sources {
         loop {
             for candidate in folder.poll(Duration::ZERO) {
                 runtime.offer(&ledger, &candidate)?;
@@ -59,8 +86,9 @@ pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        while !runtime.batcher.is_empty() {
+        while runtime.has_work() {
             runtime.run_due(&ledger, true).await?;
+            runtime.offer_deferred(&ledger)?;
             on_batch(&runtime.totals);
         }
         summary.totals.add(&runtime.totals);
@@ -71,13 +99,12 @@ pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<
 
 /// Watches every source until `stop` turns true; the batch in flight is finished first.
 pub async fn run(config: &Config, mut stop: watch::Receiver<bool>) -> Result<(), RuntimeError> {
-    let (ledger, runtimes) = start(config).await?;
+    let (ledger, sources, _state_lock) = start(config).await?;
     let halt = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     let mut threads = Vec::new();
-    for runtime in runtimes {
+    for Started { runtime, mut folder } in sources {
         let (tx, rx) = mpsc::channel::<Candidate>(1024);
-        let mut folder = FolderSource::new(&runtime.name, &runtime.config)?;
         if let Err(e) = folder.watch() {
             warn!(source = %runtime.name, error = %e, "no file notifications; relying on periodic listing");
         }
@@ -116,6 +143,10 @@ fn discover_loop(mut folder: FolderSource, tx: mpsc::Sender<Candidate>, halt: &A
 
 async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, mut rx: mpsc::Receiver<Candidate>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_secs(1);
+    // Files whose admission failed (unreadable for now, ledger busy): discovery will not hand them
+    // on again while they are unchanged, so they are retried from here.
+    let mut retry: Vec<Candidate> = Vec::new();
+    let mut retry_at = Instant::now();
     loop {
         let wait = runtime.batcher.due_in(Instant::now()).unwrap_or(Duration::from_secs(1));
         tokio::select! {
@@ -124,7 +155,8 @@ async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, mut rx: m
                 let mut next = Some(candidate);
                 while let Some(candidate) = next {
                     if let Err(e) = runtime.offer(&ledger, &candidate) {
-                        error!(source = %runtime.name, file = %candidate.name, error = %e, "cannot admit file");
+                        error!(source = %runtime.name, file = %candidate.name, error = %e, "cannot admit file; will retry");
+                        retry.push(candidate);
                     }
                     next = rx.try_recv().ok();
                 }
@@ -134,6 +166,15 @@ async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, mut rx: m
         }
         if *stop.borrow() {
             return;
+        }
+        if !retry.is_empty() && Instant::now() >= retry_at {
+            for candidate in std::mem::take(&mut retry) {
+                if let Err(e) = runtime.offer(&ledger, &candidate) {
+                    warn!(source = %runtime.name, file = %candidate.name, error = %e, "still cannot admit file");
+                    retry.push(candidate);
+                }
+            }
+            retry_at = Instant::now() + Duration::from_secs(5);
         }
         match runtime.run_due(&ledger, false).await {
             Ok(_) => backoff = Duration::from_secs(1),

@@ -10,7 +10,6 @@ use crate::map::Mapping;
 use crate::runtime::{RuntimeError, SharedLedger, SourceRuntime};
 use crate::sinks::{BatchManifest, ManifestFile, SinkWriter};
 use arrow::record_batch::RecordBatch;
-use std::path::PathBuf;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -21,7 +20,16 @@ const CHANNEL_DEPTH: usize = 4;
 enum Decoded {
     Rows(RecordBatch),
     FileDone { rows: u64, bad_rows: u64 },
-    FileFailed(DecodeError),
+    FileDropped(Dropped),
+}
+
+/// Why a file leaves a batch before it commits.
+pub(crate) enum Dropped {
+    /// Its content cannot be read as configured: quarantined.
+    Bad(DecodeError),
+    /// It changed (or vanished) after it was admitted: its hash no longer describes it. It is
+    /// read again once discovery sees it settle.
+    Changed,
 }
 
 /// What a committed batch held.
@@ -66,8 +74,8 @@ impl SourceRuntime {
             let mapping = match self.mapping_for(&files[0]) {
                 Ok(mapping) => mapping,
                 Err(error) => {
-                    let bad = files.remove(0);
-                    self.quarantine_file(ledger, &bad, &error)?;
+                    let dropped = files.remove(0);
+                    self.drop_from_batch(ledger, &dropped, Dropped::Bad(error), redo.as_ref())?;
                     continue;
                 }
             };
@@ -81,20 +89,42 @@ impl SourceRuntime {
                 writers.push(self.sinks[i].begin().await?);
             }
             match self.decode_into(&mut writers, &files, plan, mapping).await? {
-                Err((index, error)) => {
+                Err((index, problem)) => {
                     // Nothing is committed: the writers' files are orphans no reader sees.
                     drop(writers);
-                    let bad = files.remove(index);
-                    self.quarantine_file(ledger, &bad, &error)?;
+                    let dropped = files.remove(index);
+                    self.drop_from_batch(ledger, &dropped, problem, redo.as_ref())?;
                 }
                 Ok(per_file) => {
                     crate::fault_point!("after_decode");
                     let leftovers = files.split_off(per_file.len());
+                    if let Some(redo) = &redo
+                        && !leftovers.is_empty()
+                    {
+                        return Err(RuntimeError::Io(format!("batch {} cannot be redone identically: it no longer fits max_rows", redo.seq)));
+                    }
                     let report = self.commit(ledger, &files, &per_file, writers, &targets, redo).await?;
                     crate::fault_point!("after_ledger");
                     self.after_commit(&files);
                     return Ok(BatchOutcome { report: Some(report), leftovers });
                 }
+            }
+        }
+    }
+
+    /// Takes a file out of the batch being built: quarantined if its content is bad, left for
+    /// discovery if it changed or vanished. A redo must commit exactly the recorded files, so
+    /// there it is an error instead.
+    fn drop_from_batch(&mut self, ledger: &SharedLedger, file: &AdmittedFile, why: Dropped, redo: Option<&Redo>) -> Result<(), RuntimeError> {
+        if let Some(redo) = redo {
+            return Err(RuntimeError::Io(format!("batch {} cannot be redone identically: {} no longer reads as it did", redo.seq, file.name)));
+        }
+        let unchanged = crate::discover::stat(&file.path).is_some_and(|(size, mtime)| size == file.size && mtime == file.mtime_ns);
+        match why {
+            Dropped::Bad(error) if unchanged => self.quarantine_file(ledger, file, &error),
+            _ => {
+                info!(source = %self.name, file = %file.name, "file changed or vanished after it was found; it is read again once it settles");
+                Ok(())
             }
         }
     }
@@ -107,9 +137,9 @@ impl SourceRuntime {
         files: &[AdmittedFile],
         plan: DecodePlan,
         mapping: Mapping,
-    ) -> Result<Result<Vec<(u64, u64)>, (usize, DecodeError)>, RuntimeError> {
+    ) -> Result<Result<Vec<(u64, u64)>, (usize, Dropped)>, RuntimeError> {
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
-        let inputs: Vec<(PathBuf, String)> = files.iter().map(|f| (f.path.clone(), f.name.clone())).collect();
+        let inputs: Vec<AdmittedFile> = files.to_vec();
         let max_rows = self.config.batch.max_rows as u64;
         let ingested_at = chrono::Utc::now().timestamp_micros();
         let decoding = tokio::task::spawn_blocking(move || decode_files(inputs, &plan, &mapping, max_rows, ingested_at, &tx));
@@ -123,7 +153,7 @@ impl SourceRuntime {
                     }
                 }
                 Decoded::FileDone { rows, bad_rows } => per_file.push((rows, bad_rows)),
-                Decoded::FileFailed(error) => outcome = Err((per_file.len(), error)),
+                Decoded::FileDropped(why) => outcome = Err((per_file.len(), why)),
             }
         }
         decoding.await.map_err(|e| RuntimeError::Internal(format!("decoding thread failed: {e}")))?;
@@ -173,10 +203,13 @@ impl SourceRuntime {
                     warn!(source = %self.name, sink = %sink_name, batch = seq, %error, "commit failed; checking whether it landed");
                     match self.sinks[i].recover().await {
                         Ok(Some(held)) if held >= seq => "committed (confirmed after an error)".to_string(),
-                        _ => {
-                            self.settle_failed_batch(ledger, seq, report.commits.is_empty() && redo.is_none())?;
+                        Ok(_) if report.commits.is_empty() && redo.is_none() => {
+                            // No sink holds it: forget it; its files go back in the queue.
+                            self.lock(ledger)?.abandon_batch(&self.name, seq)?;
                             return Err(error.into());
                         }
+                        // Partly committed, or the sink cannot say: recovery settles it.
+                        _ => return Err(error.into()),
                     }
                 }
             };
@@ -191,21 +224,12 @@ impl SourceRuntime {
         Ok(report)
     }
 
-    /// After a failed commit: a batch no sink holds is forgotten (its files will be retried under
-    /// a new seq); one some sink holds stays in flight for recovery to complete.
-    fn settle_failed_batch(&mut self, ledger: &SharedLedger, seq: i64, nothing_committed: bool) -> Result<(), RuntimeError> {
-        if nothing_committed {
-            self.lock(ledger)?.abandon_batch(&self.name, seq)?;
-        } else {
-            self.needs_recovery = true;
-        }
-        Ok(())
-    }
 }
 
-/// The decoding thread: decodes and maps files in order until `max_rows` is reached.
+/// The decoding thread: decodes and maps files in order until `max_rows` is reached. A file
+/// whose size or mtime differs after reading from when it was admitted changed under us.
 fn decode_files(
-    inputs: Vec<(PathBuf, String)>,
+    inputs: Vec<AdmittedFile>,
     plan: &DecodePlan,
     mapping: &Mapping,
     max_rows: u64,
@@ -213,16 +237,16 @@ fn decode_files(
     tx: &mpsc::Sender<Decoded>,
 ) {
     let mut total = 0u64;
-    for (path, name) in inputs {
+    for file in inputs {
         if total >= max_rows {
             return;
         }
         let mut rows = 0u64;
         let mut bad_rows = 0u64;
         let mut next_record = 1u64;
-        let result = decode::open(&path, &name, &plan.format).and_then(|file| {
-            file.decode(plan, &mut |raw| {
-                let mapped = mapping.apply(&raw, &name, ingested_at, next_record).map_err(|e| {
+        let result = decode::open(&file.path, &file.name, &plan.format).and_then(|opened| {
+            opened.decode(plan, &mut |raw| {
+                let mapped = mapping.apply(&raw, &file.name, ingested_at, next_record).map_err(|e| {
                     let record = match &e {
                         crate::map::MapError::BadValue { record, .. } => Some(*record),
                         _ => None,
@@ -236,12 +260,14 @@ fn decode_files(
                     .map_err(|_| DecodeError::malformed("the batch was abandoned".into(), None))
             })
         });
+        let unchanged = crate::discover::stat(&file.path) == Some((file.size, file.mtime_ns));
         let message = match result {
+            _ if !unchanged => Decoded::FileDropped(Dropped::Changed),
             Ok(_) => Decoded::FileDone { rows, bad_rows },
-            Err(error) => Decoded::FileFailed(error),
+            Err(error) => Decoded::FileDropped(Dropped::Bad(error)),
         };
-        let failed = matches!(message, Decoded::FileFailed(_));
-        if tx.blocking_send(message).is_err() || failed {
+        let dropped = matches!(message, Decoded::FileDropped(_));
+        if tx.blocking_send(message).is_err() || dropped {
             return;
         }
         total += rows;

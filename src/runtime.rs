@@ -80,8 +80,11 @@ pub struct SourceRuntime {
     prepared: bool,
     pub batcher: Batcher,
     pub totals: Totals,
-    /// A commit failed half-way: run recovery before the next batch.
+    /// A batch failed: run recovery before the next one.
     pub(crate) needs_recovery: bool,
+    /// Files whose content equals a file still waiting to commit: offered again after the next
+    /// commit, when it is known whether that content made it in.
+    deferred: Vec<Candidate>,
 }
 
 impl SourceRuntime {
@@ -107,6 +110,7 @@ impl SourceRuntime {
             prepared: false,
             totals: Totals::default(),
             needs_recovery: false,
+            deferred: Vec::new(),
         })
     }
 
@@ -153,25 +157,40 @@ impl SourceRuntime {
             } else if holding.is_empty() {
                 info!(source = %self.name, batch = batch.seq, files = batch.files.len(), "interrupted batch never committed; its files will be read again");
                 self.lock(ledger)?.abandon_batch(&self.name, batch.seq)?;
-            } else {
-                self.redo(ledger, batch, missing).await?;
+                // Discovery has handed these on already; queue them again here.
+                for file in self.files_of(&batch) {
+                    self.batcher.push(file);
+                }
+            } else if let Err(e) = self.redo(ledger, batch.clone(), missing).await {
+                // Left in flight: the sinks that hold it keep it; the others wait for a person.
+                error!(source = %self.name, batch = batch.seq, error = %e, "cannot complete an interrupted batch for every sink");
             }
         }
         self.needs_recovery = false;
         Ok(())
     }
 
+    /// The files of a recorded batch that are still in the folder as recorded (same size and mtime).
+    fn files_of(&self, batch: &BatchEntry) -> Vec<AdmittedFile> {
+        batch
+            .files
+            .iter()
+            .filter_map(|entry| {
+                let path = self.config.path.join(&entry.name);
+                let (Some(size), Some(mtime_ns)) = (entry.size, entry.mtime_ns) else { return None };
+                // A file rewritten since is not the content the ledger recorded.
+                (crate::discover::stat(&path) == Some((size, mtime_ns)))
+                    .then(|| AdmittedFile { path, name: entry.name.clone(), size, mtime_ns, hash: entry.hash.clone(), ready_at: Instant::now() })
+            })
+            .collect()
+    }
+
     /// Commits an interrupted batch to the sinks that do not hold it yet, under its own seq.
     async fn redo(&mut self, ledger: &SharedLedger, batch: BatchEntry, sinks: Vec<String>) -> Result<(), RuntimeError> {
-        let mut files = Vec::new();
-        for entry in &batch.files {
-            let path = self.config.path.join(&entry.name);
-            let (Some(size), Some(mtime_ns)) = (entry.size, entry.mtime_ns) else { continue };
-            if !path.exists() {
-                error!(source = %self.name, batch = batch.seq, file = %entry.name, "cannot complete batch: file is gone");
-                return Err(RuntimeError::Io(format!("batch {} cannot be completed: {} is gone", batch.seq, entry.name)));
-            }
-            files.push(AdmittedFile { path, name: entry.name.clone(), size, mtime_ns, hash: entry.hash.clone(), ready_at: Instant::now() });
+        let files = self.files_of(&batch);
+        if files.len() != batch.files.len() {
+            error!(source = %self.name, batch = batch.seq, "cannot complete batch: some of its files are gone");
+            return Err(RuntimeError::Io(format!("batch {} cannot be completed: some of its files are gone", batch.seq)));
         }
         info!(source = %self.name, batch = batch.seq, sinks = ?sinks, "completing an interrupted batch");
         self.commit_files(ledger, files, Some(Redo { seq: batch.seq, sinks })).await.map(drop)
@@ -181,16 +200,25 @@ impl SourceRuntime {
     pub fn offer(&mut self, ledger: &SharedLedger, candidate: &Candidate) -> Result<(), RuntimeError> {
         let admission = {
             let ledger = self.lock(ledger)?;
-            admit::admit(&ledger, candidate, &|hash| self.batcher.holder_of(hash), self.config.allow_overwrites)?
+            admit::admit(&ledger, candidate, &|hash| self.batcher.holder_of(hash), self.config.allow_overwrites)
+        };
+        let admission = match admission {
+            Err(admit::AdmitError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                info!(source = %self.name, file = %candidate.name, "file vanished before it was read");
+                return Ok(());
+            }
+            other => other?,
         };
         match admission {
             Admission::New(file) => self.batcher.push(file),
-            Admission::Duplicate { file, of } => {
+            Admission::Duplicate { file, of, committed: true } => {
                 info!(source = %self.name, file = %file.name, of = %of, "same content as a file already ingested; not ingested again");
                 self.lock(ledger)?.record_duplicate(&self.name, &file.entry(None), &of)?;
                 self.totals.duplicates += 1;
                 self.after_commit(std::slice::from_ref(&file));
             }
+            // Its twin is not committed yet: decide after it is (the twin may still vanish).
+            Admission::Duplicate { committed: false, .. } => self.deferred.push(candidate.clone()),
             Admission::IgnoredOverwrite(file) => {
                 warn!(source = %self.name, file = %file.name, "committed file rewritten with new content; ignored (allow_overwrites = false)");
                 self.lock(ledger)?.record_ignored(&self.name, &file.entry(None))?;
@@ -212,6 +240,19 @@ impl SourceRuntime {
         Ok(())
     }
 
+    /// Offers again the files deferred behind a twin that was not committed yet.
+    pub fn offer_deferred(&mut self, ledger: &SharedLedger) -> Result<(), RuntimeError> {
+        for candidate in std::mem::take(&mut self.deferred) {
+            self.offer(ledger, &candidate)?;
+        }
+        Ok(())
+    }
+
+    /// Whether files are queued or deferred.
+    pub fn has_work(&self) -> bool {
+        !self.batcher.is_empty() || !self.deferred.is_empty()
+    }
+
     /// Commits every batch that is due (all queued files when `flush`).
     pub async fn run_due(&mut self, ledger: &SharedLedger, flush: bool) -> Result<Vec<BatchReport>, RuntimeError> {
         let mut reports = Vec::new();
@@ -224,11 +265,14 @@ impl SourceRuntime {
                 Ok(outcome) => {
                     self.batcher.put_back(outcome.leftovers);
                     reports.extend(outcome.report);
+                    self.offer_deferred(ledger)?;
                 }
                 Err(e) => {
-                    // Files of a batch no sink holds go back in the queue; recovery settles the rest.
+                    // Files the ledger does not hold go back in the queue; recovery, before the
+                    // next batch, settles a batch the error left in flight.
                     let still_new = self.not_in_ledger(ledger, taken)?;
                     self.batcher.put_back(still_new);
+                    self.needs_recovery = true;
                     return Err(e);
                 }
             }
@@ -297,10 +341,11 @@ impl SourceRuntime {
             ingestd_version: env!("CARGO_PKG_VERSION"),
             time: chrono::Utc::now().to_rfc3339(),
         };
-        // The verdict is recorded first: a crash before the move leaves a file the ledger skips.
-        self.lock(ledger)?.record_quarantined(&self.name, &file.entry(None), &reason)?;
+        // Moved first, recorded second: a crash in between leaves the file in quarantine with its
+        // report (where `quarantine retry` finds it), never a verdict on a file still in the folder.
         quarantine::quarantine(&self.quarantine_dir, &file.path, &report)
             .map_err(|e| RuntimeError::Io(format!("cannot quarantine {}: {e}", file.path.display())))?;
+        self.lock(ledger)?.record_quarantined(&self.name, &file.entry(None), &reason)?;
         self.totals.quarantined += 1;
         Ok(())
     }

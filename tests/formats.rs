@@ -105,7 +105,7 @@ partition_by = ["region"]
     ws.drop_file("a.ndjson", b"{\"region\": \"north\", \"n\": 1}\n{\"region\": \"south\", \"n\": 2}\n{\"region\": null, \"n\": 3}\n");
     assert_eq!(ws.once()["totals"]["rows"], 3);
     for partition in ["region=north", "region=south", "region=__HIVE_DEFAULT_PARTITION__"] {
-        let file = ws.path("dataset").join(partition).join("part-ingestd_box_events-0000000001.parquet");
+        let file = ws.path("dataset").join(partition).join("part-box+events-0000000001.parquet");
         assert!(file.exists(), "{} missing", file.display());
     }
     ws.drop_file("a copy.ndjson", b"{\"region\": \"north\", \"n\": 1}\n{\"region\": \"south\", \"n\": 2}\n{\"region\": null, \"n\": 3}\n");

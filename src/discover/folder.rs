@@ -117,11 +117,6 @@ impl FolderSource {
         self.take_ready(Instant::now())
     }
 
-    /// Forgets a handed-on file that was moved or deleted, so a new file of that name counts.
-    pub fn forget(&mut self, path: &Path) {
-        self.handed_on.remove(path);
-    }
-
     fn drain_notifications(&mut self, wait: Duration) {
         let mut events = Vec::new();
         let mut rescan = false;
@@ -258,14 +253,7 @@ impl FolderSource {
     }
 
     fn stat(&self, path: &Path) -> Option<(u64, i64)> {
-        let meta = if self.follow_symlinks { std::fs::metadata(path) } else { std::fs::symlink_metadata(path) };
-        let meta = meta.ok().filter(|m| m.is_file())?;
-        let mtime_ns = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as i64);
-        Some((meta.len(), mtime_ns))
+        super::stat_file(path, self.follow_symlinks)
     }
 
     fn relative_name(&self, path: &Path) -> Option<String> {

@@ -21,3 +21,21 @@ pub struct Candidate {
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
 }
+
+/// Size and mtime (ns since the epoch) of a regular file, following symbolic links when asked;
+/// `None` if it is not there or not a file.
+pub fn stat_file(path: &std::path::Path, follow_symlinks: bool) -> Option<(u64, i64)> {
+    let meta = if follow_symlinks { std::fs::metadata(path) } else { std::fs::symlink_metadata(path) };
+    let meta = meta.ok().filter(|m| m.is_file())?;
+    let mtime_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64);
+    Some((meta.len(), mtime_ns))
+}
+
+/// [`stat_file`] following links: how a file handed on looks now.
+pub fn stat(path: &std::path::Path) -> Option<(u64, i64)> {
+    stat_file(path, true)
+}

@@ -102,6 +102,8 @@ pub enum LedgerError {
     Damaged { path: PathBuf, detail: String },
     #[error("cannot create state folder {path}: {source}")]
     Folder { path: PathBuf, source: std::io::Error },
+    #[error("ledger {path} belongs to instance {recorded:?} but the config says {configured:?}; set `instance = {recorded:?}` (a new instance needs a new state_dir)")]
+    InstanceChanged { path: PathBuf, recorded: String, configured: String },
 }
 
 pub type Result<T> = std::result::Result<T, LedgerError>;
@@ -113,22 +115,46 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens (or creates) the ledger in `state_dir`, checking its integrity first.
+    /// Opens (or creates) the ledger in `state_dir`, checking its integrity first. Only a real
+    /// corruption is `Damaged`; a busy or unreadable ledger is an ordinary error.
     pub fn open(state_dir: &Path) -> Result<Ledger> {
         std::fs::create_dir_all(state_dir)
             .map_err(|source| LedgerError::Folder { path: state_dir.to_path_buf(), source })?;
         let path = state_dir.join(LEDGER_FILE);
-        let damaged = |source: rusqlite::Error, path: &Path| match source.sqlite_error_code() {
+        let classify = |source: rusqlite::Error, path: &Path| match source.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
                 LedgerError::Damaged { path: path.to_path_buf(), detail: source.to_string() }
             }
             _ => LedgerError::Sqlite { path: path.to_path_buf(), source },
         };
-        let conn = Connection::open(&path).map_err(|e| damaged(e, &path))?;
-        let ledger = Ledger { conn, path };
-        ledger.check_integrity()?;
-        schema::migrate(&ledger.conn).map_err(|e| damaged(e, &ledger.path))?;
-        Ok(ledger)
+        let conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| classify(e, &path))?;
+        let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| classify(e, &path))?;
+        if verdict != "ok" {
+            return Err(LedgerError::Damaged { path, detail: verdict });
+        }
+        schema::migrate(&conn).map_err(|e| classify(e, &path))?;
+        Ok(Ledger { conn, path })
+    }
+
+    /// Pins the instance name: sinks know batches by (instance, source), so a ledger written under
+    /// one instance must not be used under another (a changed host name would otherwise hide
+    /// committed batches from recovery).
+    pub fn claim_instance(&self, instance: &str) -> Result<()> {
+        let recorded: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match recorded {
+            Some(recorded) if recorded != instance => Err(LedgerError::InstanceChanged { path: self.path.clone(), recorded, configured: instance.to_string() }),
+            Some(_) => Ok(()),
+            None => self
+                .conn
+                .execute("INSERT INTO meta (key, value) VALUES ('instance', ?1)", params![instance])
+                .map(drop)
+                .map_err(|e| self.err(e)),
+        }
     }
 
     /// Opens the ledger; a damaged one is never trusted: it is renamed aside (with its WAL) and
@@ -154,15 +180,6 @@ impl Ledger {
         }
     }
 
-    fn check_integrity(&self) -> Result<()> {
-        let verdict: std::result::Result<String, _> = self.conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
-        match verdict {
-            Ok(ok) if ok == "ok" => Ok(()),
-            Ok(detail) => Err(LedgerError::Damaged { path: self.path.clone(), detail }),
-            Err(e) => Err(LedgerError::Damaged { path: self.path.clone(), detail: e.to_string() }),
-        }
-    }
-
     fn err(&self, source: rusqlite::Error) -> LedgerError {
         LedgerError::Sqlite { path: self.path.clone(), source }
     }
@@ -181,13 +198,15 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// The name of a committed (or in-flight) file of this source with this content, if any.
-    pub fn holder_of(&self, source: &str, hash: &str) -> Result<Option<String>> {
+    /// A committed (or in-flight) file of this source with this content, if any: its name and
+    /// whether it is committed.
+    pub fn holder_of(&self, source: &str, hash: &str) -> Result<Option<(String, bool)>> {
         self.conn
             .query_row(
-                "SELECT name FROM files WHERE source = ?1 AND hash = ?2 AND state IN ('committed', 'in_flight') LIMIT 1",
+                "SELECT name, state = 'committed' FROM files WHERE source = ?1 AND hash = ?2 AND state IN ('committed', 'in_flight')
+                 ORDER BY state = 'committed' DESC LIMIT 1",
                 params![source, hash],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
             .map_err(|e| self.err(e))

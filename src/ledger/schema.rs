@@ -11,7 +11,6 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     // WAL + FULL: a transaction is on disk when commit returns, and readers never block the writer.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version >= SCHEMA_VERSION {
         return Ok(());
@@ -52,6 +51,10 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              commit_ref TEXT NOT NULL,
              committed_at TEXT NOT NULL,
              PRIMARY KEY (source, seq, sink)
+         );
+         CREATE TABLE IF NOT EXISTS meta (
+             key TEXT PRIMARY KEY,
+             value TEXT NOT NULL
          );
          PRAGMA user_version = 1;
          COMMIT;",

@@ -13,7 +13,7 @@ fn a_batch_goes_from_in_flight_to_committed() {
     ledger.begin_batch(&batch).unwrap();
     assert_eq!(ledger.known("s", "a", 10, 7).unwrap(), Some(FileState::InFlight));
     assert_eq!(ledger.in_flight_batches("s").unwrap(), vec![batch.clone()]);
-    assert_eq!(ledger.holder_of("s", "h2").unwrap().as_deref(), Some("b"));
+    assert_eq!(ledger.holder_of("s", "h2").unwrap(), Some(("b".to_string(), false)), "in flight");
 
     ledger.record_sink_commit("s", 1, "lake", "delta version 3").unwrap();
     ledger.finish_batch("s", 1).unwrap();
@@ -47,7 +47,7 @@ fn survives_reopening_and_imports_batches_found_in_a_sink() {
         ledger.import_committed("lake", &[(imported, "delta version 9".into())]).unwrap();
     }
     let ledger = Ledger::open(dir.path()).unwrap();
-    assert_eq!(ledger.holder_of("s", "hx").unwrap().as_deref(), Some("x"));
+    assert_eq!(ledger.holder_of("s", "hx").unwrap(), Some(("x".to_string(), true)));
     assert_eq!(ledger.known("s", "x", 10, 7).unwrap(), None, "a rebuilt record has no size or mtime");
     assert!(!ledger.adopt("s", "x", "other hash", 10, 7).unwrap());
     assert!(ledger.adopt("s", "x", "hx", 10, 7).unwrap());
@@ -99,4 +99,16 @@ fn a_damaged_ledger_is_set_aside_and_a_new_one_started() {
     let aside = aside.expect("set aside");
     assert!(aside.exists());
     assert_eq!(ledger.next_seq("s").unwrap(), 1, "a fresh ledger, to be rebuilt from the sinks");
+}
+
+#[test]
+fn the_instance_is_pinned_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path()).unwrap();
+    ledger.claim_instance("host-a").unwrap();
+    ledger.claim_instance("host-a").unwrap();
+    match ledger.claim_instance("host-b") {
+        Err(LedgerError::InstanceChanged { recorded, .. }) => assert_eq!(recorded, "host-a"),
+        other => panic!("expected InstanceChanged, got {other:?}"),
+    }
 }

@@ -7,15 +7,15 @@ use crate::config::DeltaSinkConfig;
 use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, DataType, PrimitiveType, StructField, Transaction};
+use tokio::sync::Mutex;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
-use std::collections::HashMap;
 use url::Url;
 
 /// Commit-info key under which the batch manifest is stored.
@@ -27,6 +27,9 @@ pub struct DeltaSink {
     app_id: String,
     instance: String,
     source: String,
+    /// The table as of the last batch, brought up to date incrementally (reading the whole log
+    /// for every batch would cost more with every commit).
+    cached: Mutex<Option<DeltaTable>>,
 }
 
 impl DeltaSink {
@@ -37,6 +40,7 @@ impl DeltaSink {
             app_id: BatchManifest::app_id(instance, source),
             instance: instance.to_string(),
             source: source.to_string(),
+            cached: Mutex::new(None),
         }
     }
 
@@ -155,7 +159,15 @@ impl Sink for DeltaSink {
     }
 
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
-        let table = self.open().await?;
+        let mut cached = self.cached.lock().await;
+        let table = match cached.take() {
+            Some(mut table) => {
+                table.update_state().await.map_err(|e| self.err(e))?;
+                table
+            }
+            None => self.open().await?,
+        };
+        *cached = Some(table.clone());
         let writer = RecordBatchWriter::for_table(&table)
             .map_err(|e| self.err(e))?
             .with_writer_properties(self.writer_properties()?);
@@ -203,22 +215,66 @@ impl SinkWriter for DeltaBatchWriter {
         let adds = self.writer.flush().await.map_err(|e| self.err(e))?;
         self.adds.extend(adds.into_iter().map(Action::Add));
         crate::fault_point!("after_data_files");
-        let mut actions = std::mem::take(&mut self.adds);
-        actions.push(Action::Txn(Transaction::new(&self.app_id, manifest.seq)));
+        let actions = std::mem::take(&mut self.adds);
+        // Defence in depth: a batch the table already holds (an earlier attempt landed) is not
+        // committed twice.
+        let snapshot = self.table.snapshot().map_err(|e| self.err(e))?;
+        if let Some(held) = snapshot.transaction_version(self.table.log_store().as_ref(), &self.app_id).await.map_err(|e| self.err(e))?
+            && held >= manifest.seq
+        {
+            return Ok(format!("already in the table (txn {held})"));
+        }
+        // object_store's local files are not fsynced: do it, data before the commit that names it.
+        let local_root = self.table.table_url().to_file_path().ok();
+        if let Some(root) = &local_root {
+            let mut paths: Vec<std::path::PathBuf> = Vec::new();
+            for action in &actions {
+                if let Action::Add(add) = action
+                    && let Ok(file) = self.table.table_url().join(&add.path).and_then(|u| u.to_file_path().map_err(|()| url::ParseError::EmptyHost))
+                {
+                    paths.push(file);
+                }
+            }
+            fsync_files_and_folders(root, &paths).map_err(|e| SinkError::storage(&self.sink, format!("fsync data files: {e}")))?;
+        }
         let manifest_json = serde_json::to_value(manifest).map_err(|e| SinkError::storage(&self.sink, e))?;
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,
             partition_by: (!self.partition_by.is_empty()).then(|| self.partition_by.clone()),
             predicate: None,
         };
-        let snapshot = self.table.snapshot().map_err(|e| self.err(e))?;
-        let finalized = CommitBuilder::default()
+        // CommitProperties (not a bare CommitBuilder) so the post-commit hook writes checkpoints
+        // every `delta.checkpointInterval` commits.
+        let properties = CommitProperties::default()
+            .with_application_transaction(Transaction::new(&self.app_id, manifest.seq))
+            .with_metadata([(MANIFEST_KEY.to_string(), manifest_json)])
+            .with_max_retries(100);
+        let finalized = CommitBuilder::from(properties)
             .with_actions(actions)
-            .with_app_metadata(HashMap::from([(MANIFEST_KEY.to_string(), manifest_json)]))
-            .with_max_retries(100)
             .build(Some(snapshot), self.table.log_store(), operation)
             .await
             .map_err(|e| self.err(e))?;
-        Ok(format!("delta version {}", finalized.version()))
+        let version = finalized.version();
+        if let Some(root) = &local_root {
+            let entry = root.join("_delta_log").join(format!("{version:020}.json"));
+            fsync_files_and_folders(root, &[entry]).map_err(|e| SinkError::storage(&self.sink, format!("fsync commit {version}: {e}")))?;
+        }
+        Ok(format!("delta version {version}"))
     }
+}
+
+/// fsyncs each file and each distinct folder holding one (so the new names are durable too).
+fn fsync_files_and_folders(root: &std::path::Path, files: &[std::path::PathBuf]) -> std::io::Result<()> {
+    let mut folders = std::collections::BTreeSet::new();
+    for file in files {
+        std::fs::File::open(file)?.sync_all()?;
+        if let Some(folder) = file.parent() {
+            folders.insert(folder.to_path_buf());
+        }
+    }
+    folders.insert(root.to_path_buf());
+    for folder in folders {
+        std::fs::File::open(folder)?.sync_all()?;
+    }
+    Ok(())
 }

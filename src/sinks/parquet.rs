@@ -34,13 +34,15 @@ struct CommitRecord {
 pub struct ParquetSink {
     name: String,
     config: ParquetSinkConfig,
-    app_id: String,
+    /// `<instance>+<source>`: neither may contain `+`, so no two (instance, source) pairs share
+    /// file names or a manifest folder.
+    file_id: String,
     schema: Option<SchemaRef>,
 }
 
 impl ParquetSink {
     pub fn new(name: &str, config: ParquetSinkConfig, instance: &str, source: &str) -> ParquetSink {
-        ParquetSink { name: name.to_string(), config, app_id: BatchManifest::app_id(instance, source), schema: None }
+        ParquetSink { name: name.to_string(), config, file_id: format!("{instance}+{source}"), schema: None }
     }
 
     fn root(&self) -> PathBuf {
@@ -48,7 +50,7 @@ impl ParquetSink {
     }
 
     fn manifest_dir(&self) -> PathBuf {
-        self.root().join(MANIFEST_DIR).join(self.app_id.replace(':', "_"))
+        self.root().join(MANIFEST_DIR).join(&self.file_id)
     }
 
     fn err(&self, e: impl std::fmt::Display) -> SinkError {
@@ -90,19 +92,28 @@ impl ParquetSink {
                 }
             }
         }
-        let prefix = format!(".part-{}-", self.app_id.replace(':', "_"));
-        remove_temps(&self.root(), &prefix, &committed_temps).map_err(|e| self.err(e))
+        remove_temps(&self.root(), &format!(".part-{}-", self.file_id), &committed_temps).map_err(|e| self.err(e))
     }
 }
 
+/// Deletes this writer's temporary files that no manifest claims. Names are matched exactly
+/// (`<prefix>~...tmp` while writing, `<prefix><seq>.parquet.tmp` staged), so another source whose
+/// name starts the same way is never touched.
 fn remove_temps(dir: &Path, prefix: &str, keep: &std::collections::HashSet<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type()?.is_dir() && name != MANIFEST_DIR {
-            remove_temps(&path, prefix, keep)?;
-        } else if name.starts_with(prefix) && name.ends_with(".tmp") && !keep.contains(&path) {
+        if entry.file_type()?.is_dir() {
+            if name != MANIFEST_DIR {
+                remove_temps(&path, prefix, keep)?;
+            }
+            continue;
+        }
+        let Some(rest) = name.strip_prefix(prefix) else { continue };
+        let writing = rest.starts_with('~') && rest.ends_with(".tmp");
+        let staged = rest.strip_suffix(".parquet.tmp").is_some_and(|seq| seq.len() == 10 && seq.bytes().all(|b| b.is_ascii_digit()));
+        if (writing || staged) && !keep.contains(&path) {
             std::fs::remove_file(&path)?;
         }
     }
@@ -170,7 +181,7 @@ impl Sink for ParquetSink {
             sink: self.name.clone(),
             root: self.root(),
             manifest_dir: self.manifest_dir(),
-            app_id: self.app_id.replace(':', "_"),
+            file_id: self.file_id.clone(),
             properties: WriterProperties::builder().set_compression(compression).build(),
             partition_by: self.config.partition_by.clone(),
             partition_idx,
@@ -184,7 +195,7 @@ struct ParquetBatchWriter {
     sink: String,
     root: PathBuf,
     manifest_dir: PathBuf,
-    app_id: String,
+    file_id: String,
     properties: WriterProperties,
     partition_by: Vec<String>,
     partition_idx: Vec<usize>,
@@ -238,13 +249,52 @@ impl ParquetBatchWriter {
     }
 
     fn final_path(&self, folder: &str, seq: i64) -> PathBuf {
-        let name = format!("part-{}-{seq:010}.parquet", self.app_id);
+        let name = format!("part-{}-{seq:010}.parquet", self.file_id);
         if folder.is_empty() { self.root.join(name) } else { self.root.join(folder).join(name) }
     }
 }
 
+/// Percent-encodes a partition value byte by byte (UTF-8), as Hive and its readers decode it.
 fn escape_partition_value(value: &str) -> String {
-    value.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c.to_string() } else { format!("%{:02X}", c as u32) }).collect()
+    let mut out = String::with_capacity(value.len());
+    for &b in value.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_values_are_percent_encoded_as_utf8_bytes() {
+        assert_eq!(escape_partition_value("a b/é"), "a%20b%2F%C3%A9");
+        assert_eq!(escape_partition_value("2021-01.x_y"), "2021-01.x_y");
+    }
+
+    #[test]
+    fn only_this_writers_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            ".part-h+a-~1-2-3.tmp",
+            ".part-h+a-0000000007.parquet.tmp",
+            ".part-h+a-b-0000000007.parquet.tmp",
+            ".part-h+a-b-~1-2-3.tmp",
+            "part-h+a-0000000006.parquet",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_temps(dir.path(), ".part-h+a-", &Default::default()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [".part-h+a-b-0000000007.parquet.tmp", ".part-h+a-b-~1-2-3.tmp", "part-h+a-0000000006.parquet"]);
+    }
 }
 
 #[async_trait]
@@ -255,7 +305,7 @@ impl SinkWriter for ParquetBatchWriter {
                 // The temporary name is per writer; the final name is known only at commit.
                 let dir = if folder.is_empty() { self.root.clone() } else { self.root.join(&folder) };
                 std::fs::create_dir_all(&dir).map_err(|e| self.err(format!("{}: {e}", dir.display())))?;
-                let temp = dir.join(format!(".part-{}-{}.tmp", self.app_id, uuid_like()));
+                let temp = dir.join(format!(".part-{}-~{}.tmp", self.file_id, unique_suffix()));
                 let file = File::create(&temp).map_err(|e| self.err(format!("{}: {e}", temp.display())))?;
                 let writer = ArrowWriter::try_new(file, self.file_schema.clone(), Some(self.properties.clone())).map_err(|e| self.err(e))?;
                 self.open.insert(folder.clone(), (writer, temp));
@@ -307,7 +357,7 @@ impl SinkWriter for ParquetBatchWriter {
 }
 
 /// A name part unique to this process and moment (no uuid dependency needed for a temp name).
-fn uuid_like() -> String {
+fn unique_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());

@@ -223,3 +223,43 @@ pub fn compare_rows(expected: &HashMap<Fingerprint, usize>, actual: &HashMap<Fin
     let unexpected = actual.iter().filter(|(k, _)| !expected.contains_key(*k)).map(|(_, n)| n).sum();
     (lost, duplicated, unexpected)
 }
+
+/// Starts `ingestd run` in the workspace with extra arguments, logging to `log_name`.
+pub fn spawn_run(ws: &Workspace, args: &[&str], log_name: &str) -> std::process::Child {
+    let log = std::fs::File::create(ws.path(log_name)).expect("log file");
+    Command::new(BIN)
+        .arg("run")
+        .args(args)
+        .current_dir(ws.dir.path())
+        .env("INGESTD_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start ingestd run")
+}
+
+/// Sends SIGTERM and waits; panics unless the daemon exits 0.
+pub fn terminate(mut child: std::process::Child) {
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+    let exit = child.wait().expect("wait");
+    assert!(exit.success(), "exit after SIGTERM: {exit}");
+}
+
+/// Polls `count` until it reaches `want` or `limit` passes (a bound for a stuck test, not a
+/// performance assertion); returns the last count.
+pub fn wait_until(limit: std::time::Duration, want: usize, mut count: impl FnMut() -> usize) -> usize {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let seen = count();
+        if seen >= want || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Rows in the Delta table, 0 while it does not exist.
+pub fn delta_rows(table: &Path) -> usize {
+    if table.join("_delta_log").exists() { row_count(&read_delta(table)) } else { 0 }
+}
