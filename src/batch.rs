@@ -3,34 +3,56 @@
 
 use crate::admit::AdmittedFile;
 use crate::config::BatchConfig;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Admitted files waiting, oldest first.
+/// Admitted files waiting, oldest first, indexed by path and by content hash (a backlog can
+/// hold many thousands of files, and every admission asks both questions).
 #[derive(Debug)]
 pub struct Batcher {
     queue: VecDeque<AdmittedFile>,
+    paths: HashMap<PathBuf, String>,
+    hashes: HashMap<String, String>,
     limits: BatchConfig,
 }
 
 impl Batcher {
     pub fn new(limits: BatchConfig) -> Batcher {
-        Batcher { queue: VecDeque::new(), limits }
+        Batcher { queue: VecDeque::new(), paths: HashMap::new(), hashes: HashMap::new(), limits }
+    }
+
+    fn index(&mut self, file: &AdmittedFile) {
+        self.paths.insert(file.path.clone(), file.hash.clone());
+        self.hashes.insert(file.hash.clone(), file.name.clone());
+    }
+
+    fn unindex(&mut self, file: &AdmittedFile) {
+        self.paths.remove(&file.path);
+        if self.hashes.get(&file.hash) == Some(&file.name) {
+            self.hashes.remove(&file.hash);
+        }
     }
 
     /// Queues a file; a newer version of a file already queued (same path) replaces it.
     pub fn push(&mut self, file: AdmittedFile) {
-        match self.queue.iter_mut().find(|queued| queued.path == file.path) {
-            Some(queued) => *queued = file,
-            None => self.queue.push_back(file),
+        if self.paths.contains_key(&file.path) {
+            if let Some(position) = self.queue.iter().position(|queued| queued.path == file.path) {
+                let old = std::mem::replace(&mut self.queue[position], file.clone());
+                self.unindex(&old);
+            }
+        } else {
+            self.queue.push_back(file.clone());
         }
+        self.index(&file);
     }
 
     /// Returns files that were taken but not committed to the front, in their order, unless a
     /// newer version of the same path was queued meanwhile.
     pub fn put_back(&mut self, files: Vec<AdmittedFile>) {
         for file in files.into_iter().rev() {
-            if !self.queue.iter().any(|queued| queued.path == file.path) {
+            if !self.paths.contains_key(&file.path) {
+                self.index(&file);
                 self.queue.push_front(file);
             }
         }
@@ -46,7 +68,7 @@ impl Batcher {
 
     /// The file waiting under this content hash, if any.
     pub fn holder_of(&self, hash: &str) -> Option<String> {
-        self.queue.iter().find(|f| f.hash == hash).map(|f| f.name.clone())
+        self.hashes.get(hash).cloned()
     }
 
     /// When the oldest file has waited for `max_delay`; `None` when empty.
@@ -72,7 +94,11 @@ impl Batcher {
         if count == 0 || !(full || due || flush) {
             return None;
         }
-        Some(self.queue.drain(..count).collect())
+        let taken: Vec<AdmittedFile> = self.queue.drain(..count).collect();
+        for file in &taken {
+            self.unindex(file);
+        }
+        Some(taken)
     }
 }
 

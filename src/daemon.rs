@@ -152,13 +152,17 @@ async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, mut rx: m
         tokio::select! {
             candidate = rx.recv() => {
                 let Some(candidate) = candidate else { return };
+                // Admit at most a batch's worth before committing, so a storm of files becomes a
+                // steady stream of batches rather than one ever-growing queue.
                 let mut next = Some(candidate);
+                let mut admitted = 0;
                 while let Some(candidate) = next {
                     if let Err(e) = runtime.offer(&ledger, &candidate) {
                         error!(source = %runtime.name, file = %candidate.name, error = %e, "cannot admit file; will retry");
                         retry.push(candidate);
                     }
-                    next = rx.try_recv().ok();
+                    admitted += 1;
+                    next = if admitted < runtime.config.batch.max_files { rx.try_recv().ok() } else { None };
                 }
             }
             _ = tokio::time::sleep(wait) => {}
