@@ -71,6 +71,11 @@ impl Batcher {
         self.hashes.get(hash).cloned()
     }
 
+    /// How long the oldest file has waited; `None` when empty.
+    pub fn oldest_wait(&self, now: Instant) -> Option<Duration> {
+        self.queue.front().map(|f| now.saturating_duration_since(f.ready_at))
+    }
+
     /// When the oldest file has waited for `max_delay`; `None` when empty.
     pub fn due_in(&self, now: Instant) -> Option<Duration> {
         let oldest = self.queue.front()?;

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::discover::{Candidate, FolderSource};
 use crate::ledger::Ledger;
+use crate::metrics::METRICS;
 use crate::runtime::{RuntimeError, SharedLedger, SourceRuntime, Totals};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,7 +113,10 @@ pub async fn run(config: &Config, mut stop: watch::Receiver<bool>) -> Result<(),
         threads.push(std::thread::spawn(move || discover_loop(folder, tx, &thread_halt)));
         tasks.push(tokio::spawn(source_loop(runtime, ledger.clone(), rx, stop.clone())));
     }
-    info!(sources = tasks.len(), "ingestd running");
+    if let Some(listen) = config.http.address() {
+        tasks.push(tokio::spawn(crate::http::serve(listen, stop.clone())));
+    }
+    info!(sources = config.sources.len(), "ingestd running");
     while !*stop.borrow() {
         if stop.changed().await.is_err() {
             break;
@@ -159,6 +163,7 @@ async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, mut rx: m
                 while let Some(candidate) = next {
                     if let Err(e) = runtime.offer(&ledger, &candidate) {
                         error!(source = %runtime.name, file = %candidate.name, error = %e, "cannot admit file; will retry");
+                        METRICS.errors.with_label_values(&[&runtime.name, e.kind()]).inc();
                         retry.push(candidate);
                     }
                     admitted += 1;
@@ -180,10 +185,13 @@ async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, mut rx: m
             }
             retry_at = Instant::now() + Duration::from_secs(5);
         }
-        match runtime.run_due(&ledger, false).await {
+        let result = runtime.run_due(&ledger, false).await;
+        runtime.publish_pending();
+        match result {
             Ok(_) => backoff = Duration::from_secs(1),
             Err(e) => {
                 error!(source = %runtime.name, error = %e, retry_in = ?backoff, "batch failed; will retry");
+                METRICS.errors.with_label_values(&[&runtime.name, e.kind()]).inc();
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = stop.changed() => {}

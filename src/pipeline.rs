@@ -67,6 +67,7 @@ impl SourceRuntime {
         mut files: Vec<AdmittedFile>,
         redo: Option<Redo>,
     ) -> Result<BatchOutcome, RuntimeError> {
+        let started = std::time::Instant::now();
         loop {
             if files.is_empty() {
                 return Ok(BatchOutcome { report: None, leftovers: Vec::new() });
@@ -104,6 +105,7 @@ impl SourceRuntime {
                         return Err(RuntimeError::Io(format!("batch {} cannot be redone identically: it no longer fits max_rows", redo.seq)));
                     }
                     let report = self.commit(ledger, &files, &per_file, writers, &targets, redo).await?;
+                    crate::metrics::METRICS.batch_committed(&self.name, &report, started.elapsed().as_secs_f64());
                     crate::fault_point!("after_ledger");
                     self.after_commit(&files);
                     return Ok(BatchOutcome { report: Some(report), leftovers });

@@ -8,6 +8,7 @@ use crate::decode::{DecodeError, Position};
 use crate::discover::Candidate;
 use crate::ledger::{BatchEntry, FileEntry, FileState, Ledger, LedgerError};
 use crate::map::{infer, Mapping};
+use crate::metrics::METRICS;
 use crate::pipeline::{BatchReport, Redo};
 use crate::quarantine::{self, ErrorReport};
 use crate::sinks::{self, Sink, SinkError};
@@ -46,6 +47,21 @@ pub struct Totals {
     pub bad_rows: u64,
     pub duplicates: u64,
     pub quarantined: u64,
+}
+
+impl RuntimeError {
+    /// The `kind` label of `ingestd_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RuntimeError::Ledger(_) => "ledger",
+            RuntimeError::Sink(_) => "sink",
+            RuntimeError::Admit(_) => "admit",
+            RuntimeError::Folder(_) => "folder",
+            RuntimeError::Mapping(_) => "mapping",
+            RuntimeError::Io(_) => "io",
+            RuntimeError::Internal(_) => "internal",
+        }
+    }
 }
 
 impl Totals {
@@ -215,6 +231,7 @@ impl SourceRuntime {
                 info!(source = %self.name, file = %file.name, of = %of, "same content as a file already ingested; not ingested again");
                 self.lock(ledger)?.record_duplicate(&self.name, &file.entry(None), &of)?;
                 self.totals.duplicates += 1;
+                METRICS.files.with_label_values(&[&self.name, "duplicate"]).inc();
                 self.after_commit(std::slice::from_ref(&file));
             }
             // Its twin is not committed yet: decide after it is (the twin may still vanish).
@@ -222,6 +239,7 @@ impl SourceRuntime {
             Admission::IgnoredOverwrite(file) => {
                 warn!(source = %self.name, file = %file.name, "committed file rewritten with new content; ignored (allow_overwrites = false)");
                 self.lock(ledger)?.record_ignored(&self.name, &file.entry(None))?;
+                METRICS.files.with_label_values(&[&self.name, "ignored"]).inc();
             }
             Admission::Known(FileState::Committed | FileState::Duplicate) => {
                 // Done before a crash that came between the ledger and the archive/delete step.
@@ -246,6 +264,13 @@ impl SourceRuntime {
             self.offer(ledger, &candidate)?;
         }
         Ok(())
+    }
+
+    /// Updates the gauges of waiting files.
+    pub fn publish_pending(&self) {
+        METRICS.pending.with_label_values(&[&self.name]).set(self.batcher.len() as i64);
+        let age = self.batcher.oldest_wait(Instant::now()).map_or(0.0, |d| d.as_secs_f64());
+        METRICS.oldest_pending_seconds.with_label_values(&[&self.name]).set(age);
     }
 
     /// Whether files are queued or deferred.
@@ -346,6 +371,7 @@ impl SourceRuntime {
         quarantine::quarantine(&self.quarantine_dir, &file.path, &report)
             .map_err(|e| RuntimeError::Io(format!("cannot quarantine {}: {e}", file.path.display())))?;
         self.lock(ledger)?.record_quarantined(&self.name, &file.entry(None), &reason)?;
+        METRICS.files.with_label_values(&[&self.name, "quarantined"]).inc();
         self.totals.quarantined += 1;
         Ok(())
     }

@@ -86,7 +86,10 @@ fn a_truncated_ledger_is_reported_set_aside_and_rebuilt_without_duplicates() {
 
 #[test]
 fn a_full_disk_is_reported_backed_off_from_and_survived() {
-    let ws = Workspace::attom("[sources.attom.batch]\nmax_files = 5\nmax_delay = \"5ms\"");
+    let port = free_port();
+    let config = attom_config("min_age = \"0s\"\n[sources.attom.batch]\nmax_files = 5\nmax_delay = \"5ms\"")
+        .replace("listen = \"\"", &format!("listen = \"127.0.0.1:{port}\""));
+    let ws = Workspace::with_config(&config);
     let lake = ws.path("lake");
     std::fs::create_dir_all(&lake).unwrap();
     let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&lake).output();
@@ -112,6 +115,14 @@ fn a_full_disk_is_reported_backed_off_from_and_survived() {
         std::fs::read_to_string(ws.path("run.log")).unwrap_or_default().matches("batch failed").count()
     });
     let before = delta_rows(&ws.path("lake/attom"));
+    // The failure is counted where Prometheus sees it.
+    let metrics = http_get(port, "/metrics");
+    let sink_errors: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("ingestd_errors_total") && l.contains("kind=\"sink\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     // Space returns.
     let grown = Command::new("mount").args(["-o", "remount,size=256m"]).arg(&lake).status().unwrap();
     assert!(grown.success());
@@ -120,6 +131,7 @@ fn a_full_disk_is_reported_backed_off_from_and_survived() {
     let table = read_delta(&ws.path("lake/attom"));
     unmount(&lake);
     assert!(full >= 1, "the disk never filled: the test proves nothing");
+    assert!(sink_errors >= 1.0, "the full disk is not in the metrics:\n{metrics}");
     assert!(before < 80_000, "everything fitted in 1 MiB: the test proves nothing");
     assert_eq!(seen, 80_000, "did not resume after space returned");
     assert_eq!(compare_rows(&expected, &fingerprints_of_table(&table)), (0, 0, 0));
@@ -194,7 +206,7 @@ fn renames_and_deletes_during_scans_crash_nothing() {
     assert_eq!(seen, kept.len(), "a file that stayed was never ingested");
     let ids = ids_in_table(&ws);
     assert!(ids.values().all(|&n| n == 1), "a file ingested twice (a rename is not new content)");
-    assert!(ids.keys().all(|&id| id >= 0 && id < 3_000));
+    assert!(ids.keys().all(|id| (0..3_000).contains(id)));
 }
 
 #[test]

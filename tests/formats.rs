@@ -112,21 +112,8 @@ partition_by = ["region"]
     std::fs::remove_dir_all(ws.path("state")).unwrap();
     let summary = ws.once();
     assert_eq!(summary["totals"]["rows"], 0, "rebuilt from the dataset's manifests: {summary}");
-    let temps = walk(&ws.path("dataset")).into_iter().filter(|p| p.ends_with(".tmp")).count();
+    let temps = walk_files(&ws.path("dataset")).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).count();
     assert_eq!(temps, 0);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out
 }
 
 #[test]

@@ -148,7 +148,7 @@ fn torture(mut t: Torture, points: &[&str]) -> Torture {
     let per_round = (t.staged.len() / kills.saturating_sub(t.kills).max(1)).max(1);
     while t.kills < kills {
         t.arrive(per_round + (rng.next() % 2) as usize);
-        let ending = if rng.next() % 10 == 0 {
+        let ending = if rng.next().is_multiple_of(10) {
             Ending::RandomFaults(rng.next())
         } else {
             Ending::KillAfter(Duration::from_millis(rng.next() % 300))
@@ -186,19 +186,6 @@ fn parquet_every_row_exactly_once_through_kills_and_faults() {
     let rest = t.staged.len();
     t.arrive(rest);
     t.verify(&|ws| read_parquet_dir(&ws.path("dataset")));
-    let temps = walk_names(&t.ws.path("dataset")).into_iter().filter(|n| n.ends_with(".tmp")).count();
+    let temps = walk_files(&t.ws.path("dataset")).into_iter().filter(|p| p.to_string_lossy().ends_with(".tmp")).count();
     assert_eq!(temps, 0, "a temporary file was left where readers list files");
-}
-
-fn walk_names(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk_names(&path));
-        } else {
-            out.push(path.file_name().unwrap().to_string_lossy().to_string());
-        }
-    }
-    out
 }

@@ -33,12 +33,37 @@ pub struct Config {
     /// Folder where files that cannot be ingested are moved, one sub-folder per source.
     #[serde(default = "defaults::quarantine_dir")]
     pub quarantine_dir: PathBuf,
+    /// The HTTP endpoint of `ingestd run`.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Sources by name.
     #[serde(default)]
     pub sources: IndexMap<String, SourceConfig>,
     /// Sinks by name.
     #[serde(default)]
     pub sinks: IndexMap<String, SinkConfig>,
+}
+
+/// The HTTP endpoint: `/metrics` (Prometheus) and `/healthz`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port to listen on (loopback by default); an empty string turns it off.
+    #[serde(default = "defaults::http_listen")]
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: defaults::http_listen() }
+    }
+}
+
+impl HttpConfig {
+    /// The address to listen on, `None` when turned off.
+    pub fn address(&self) -> Option<std::net::SocketAddr> {
+        self.listen.parse().ok()
+    }
 }
 
 /// Every default value of the configuration, in one place.
@@ -54,6 +79,9 @@ pub mod defaults {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "ingestd".to_string())
+    }
+    pub fn http_listen() -> String {
+        "127.0.0.1:9464".to_string()
     }
     pub fn state_dir() -> PathBuf {
         PathBuf::from("state")
@@ -204,6 +232,9 @@ impl Config {
         let mut problems = Vec::new();
         if self.instance.is_empty() || !self.instance.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             problems.push(format!("instance: {:?} must be non-empty letters, digits, '-', '_' or '.'", self.instance));
+        }
+        if !self.http.listen.is_empty() && self.http.address().is_none() {
+            problems.push(format!("http.listen: {:?} is not an address:port (e.g. \"127.0.0.1:9464\"); \"\" turns it off", self.http.listen));
         }
         if self.sources.is_empty() {
             problems.push("sources: at least one source is needed ([sources.NAME])".to_string());

@@ -48,6 +48,8 @@ fn unknown_keys_are_refused_by_name() {
 fn every_problem_is_listed_with_its_key() {
     let text = r#"
         instance = "has space"
+        [http]
+        listen = "localhost"
         [sources.a]
         path = "drop"
         sinks = ["nope"]
@@ -63,6 +65,7 @@ fn every_problem_is_listed_with_its_key() {
     let all = problems.join("\n");
     for key in [
         "instance:",
+        "http.listen",
         "sources.a.sinks[0]",
         "sources.a.archive_dir",
         "sources.a.columns.d.path",

@@ -267,36 +267,6 @@ fn escape_partition_value(value: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_values_are_percent_encoded_as_utf8_bytes() {
-        assert_eq!(escape_partition_value("a b/é"), "a%20b%2F%C3%A9");
-        assert_eq!(escape_partition_value("2021-01.x_y"), "2021-01.x_y");
-    }
-
-    #[test]
-    fn only_this_writers_temporary_files_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let names = [
-            ".part-h+a-~1-2-3.tmp",
-            ".part-h+a-0000000007.parquet.tmp",
-            ".part-h+a-b-0000000007.parquet.tmp",
-            ".part-h+a-b-~1-2-3.tmp",
-            "part-h+a-0000000006.parquet",
-        ];
-        for name in names {
-            std::fs::write(dir.path().join(name), b"x").unwrap();
-        }
-        remove_temps(dir.path(), ".part-h+a-", &Default::default()).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        left.sort();
-        assert_eq!(left, [".part-h+a-b-0000000007.parquet.tmp", ".part-h+a-b-~1-2-3.tmp", "part-h+a-0000000006.parquet"]);
-    }
-}
-
 #[async_trait]
 impl SinkWriter for ParquetBatchWriter {
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
@@ -362,4 +332,34 @@ fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_values_are_percent_encoded_as_utf8_bytes() {
+        assert_eq!(escape_partition_value("a b/é"), "a%20b%2F%C3%A9");
+        assert_eq!(escape_partition_value("2021-01.x_y"), "2021-01.x_y");
+    }
+
+    #[test]
+    fn only_this_writers_temporary_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            ".part-h+a-~1-2-3.tmp",
+            ".part-h+a-0000000007.parquet.tmp",
+            ".part-h+a-b-0000000007.parquet.tmp",
+            ".part-h+a-b-~1-2-3.tmp",
+            "part-h+a-0000000006.parquet",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_temps(dir.path(), ".part-h+a-", &Default::default()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        assert_eq!(left, [".part-h+a-b-0000000007.parquet.tmp", ".part-h+a-b-~1-2-3.tmp", "part-h+a-0000000006.parquet"]);
+    }
 }

@@ -34,7 +34,7 @@ year_built = { path = "summary.yearbuilt", type = "int32", null_if = ["0"] }
 /// The ATTOM config with these extra keys for the source (no `min_age` unless given).
 pub fn attom_config(source_keys: &str) -> String {
     format!(
-        "instance = \"test\"\n[sources.attom]\npath = \"drop\"\nsinks = [\"lake\"]\n{source_keys}\n{ATTOM_COLUMNS}\n[sinks.lake]\nkind = \"delta\"\nuri = \"lake/attom\"\n"
+        "instance = \"test\"\n[http]\nlisten = \"\"\n[sources.attom]\npath = \"drop\"\nsinks = [\"lake\"]\n{source_keys}\n{ATTOM_COLUMNS}\n[sinks.lake]\nkind = \"delta\"\nuri = \"lake/attom\"\n"
     )
 }
 
@@ -262,4 +262,36 @@ pub fn wait_until(limit: std::time::Duration, want: usize, mut count: impl FnMut
 /// Rows in the Delta table, 0 while it does not exist.
 pub fn delta_rows(table: &Path) -> usize {
     if table.join("_delta_log").exists() { row_count(&read_delta(table)) } else { 0 }
+}
+
+/// Every file below a folder, hidden ones included.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read folder") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The body of `GET path` on loopback, or an empty string if nothing answers.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }
