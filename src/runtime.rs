@@ -188,11 +188,13 @@ impl SourceRuntime {
 
     /// The files of a recorded batch that are still in the folder as recorded (same size and mtime).
     fn files_of(&self, batch: &BatchEntry) -> Vec<AdmittedFile> {
+        // The same absolute paths discovery hands on, so the queue knows them as the same files.
+        let root = self.config.path.canonicalize().unwrap_or_else(|_| self.config.path.clone());
         batch
             .files
             .iter()
             .filter_map(|entry| {
-                let path = self.config.path.join(&entry.name);
+                let path = root.join(&entry.name);
                 let (Some(size), Some(mtime_ns)) = (entry.size, entry.mtime_ns) else { return None };
                 // A file rewritten since is not the content the ledger recorded.
                 (crate::discover::stat(&path) == Some((size, mtime_ns)))
@@ -205,8 +207,7 @@ impl SourceRuntime {
     async fn redo(&mut self, ledger: &SharedLedger, batch: BatchEntry, sinks: Vec<String>) -> Result<(), RuntimeError> {
         let files = self.files_of(&batch);
         if files.len() != batch.files.len() {
-            error!(source = %self.name, batch = batch.seq, "cannot complete batch: some of its files are gone");
-            return Err(RuntimeError::Io(format!("batch {} cannot be completed: some of its files are gone", batch.seq)));
+            return Err(RuntimeError::Io(format!("batch {} cannot be completed: some of its files are gone or changed", batch.seq)));
         }
         info!(source = %self.name, batch = batch.seq, sinks = ?sinks, "completing an interrupted batch");
         self.commit_files(ledger, files, Some(Redo { seq: batch.seq, sinks })).await.map(drop)

@@ -92,7 +92,20 @@ impl ParquetSink {
                 }
             }
         }
-        remove_temps(&self.root(), &format!(".part-{}-", self.file_id), &committed_temps).map_err(|e| self.err(e))
+        remove_temps(&self.root(), &format!(".part-{}-", self.file_id), &committed_temps).map_err(|e| self.err(e))?;
+        // A manifest still under its temporary name was never committed.
+        let manifests = match std::fs::read_dir(self.manifest_dir()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.err(e)),
+        };
+        for entry in manifests {
+            let path = entry.map_err(|e| self.err(e))?.path();
+            if path.to_string_lossy().ends_with(".json.tmp") {
+                std::fs::remove_file(&path).map_err(|e| self.err(format!("{}: {e}", path.display())))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -361,5 +374,23 @@ mod tests {
         let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         left.sort();
         assert_eq!(left, [".part-h+a-b-0000000007.parquet.tmp", ".part-h+a-b-~1-2-3.tmp", "part-h+a-0000000006.parquet"]);
+    }
+
+    #[test]
+    fn recovery_removes_a_manifest_left_under_its_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ParquetSinkConfig {
+            path: dir.path().to_string_lossy().into_owned(),
+            partition_by: vec![],
+            compression: ParquetCompression::Zstd,
+            zstd_level: 3,
+        };
+        let sink = ParquetSink::new("files", config, "h", "s");
+        std::fs::create_dir_all(sink.manifest_dir()).unwrap();
+        let stale = sink.manifest_dir().join(format!("{:020}.json.tmp", 3));
+        std::fs::write(&stale, b"{").unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        assert_eq!(runtime.block_on(sink.recover()).unwrap(), None, "an uncommitted manifest holds nothing");
+        assert!(!stale.exists());
     }
 }
