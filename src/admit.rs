@@ -19,6 +19,12 @@ pub struct AdmittedFile {
 }
 
 impl AdmittedFile {
+    /// Whether the file on disk still has the size and mtime it had when it was hashed (if not,
+    /// the hash no longer describes its bytes).
+    pub fn unchanged_on_disk(&self) -> bool {
+        crate::discover::stat(&self.path) == Some((self.size, self.mtime_ns))
+    }
+
     /// The ledger's view of this file, with the rows it gave.
     pub fn entry(&self, rows: Option<u64>) -> FileEntry {
         FileEntry { name: self.name.clone(), size: Some(self.size), mtime_ns: Some(self.mtime_ns), hash: self.hash.clone(), rows }

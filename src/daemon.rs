@@ -56,15 +56,9 @@ async fn start(config: &Config) -> Result<(SharedLedger, Vec<Started>, std::fs::
 fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RuntimeError> {
     let io = |e: std::io::Error| RuntimeError::Io(format!("state folder {}: {e}", state_dir.display()));
     std::fs::create_dir_all(state_dir).map_err(io)?;
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(state_dir.join(".lock")).map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(RuntimeError::Io(format!(
-            "state folder {} is in use by another ingestd process; one state folder, one daemon",
-            state_dir.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
-    }
+    crate::discover::lock_exclusive(&state_dir.join(".lock")).map_err(io)?.ok_or_else(|| {
+        RuntimeError::Io(format!("state folder {} is in use by another ingestd process; one state folder, one daemon", state_dir.display()))
+    })
 }
 
 /// Ingests every file present in every source (waiting for files still being written), then

@@ -121,9 +121,8 @@ impl SourceRuntime {
         if let Some(redo) = redo {
             return Err(RuntimeError::Io(format!("batch {} cannot be redone identically: {} no longer reads as it did", redo.seq, file.name)));
         }
-        let unchanged = crate::discover::stat(&file.path).is_some_and(|(size, mtime)| size == file.size && mtime == file.mtime_ns);
         match why {
-            Dropped::Bad(error) if unchanged => self.quarantine_file(ledger, file, &error),
+            Dropped::Bad(error) if file.unchanged_on_disk() => self.quarantine_file(ledger, file, &error),
             _ => {
                 info!(source = %self.name, file = %file.name, "file changed or vanished after it was found; it is read again once it settles");
                 Ok(())
@@ -262,9 +261,8 @@ fn decode_files(
                     .map_err(|_| DecodeError::malformed("the batch was abandoned".into(), None))
             })
         });
-        let unchanged = crate::discover::stat(&file.path) == Some((file.size, file.mtime_ns));
         let message = match result {
-            _ if !unchanged => Decoded::FileDropped(Dropped::Changed),
+            _ if !file.unchanged_on_disk() => Decoded::FileDropped(Dropped::Changed),
             Ok(_) => Decoded::FileDone { rows, bad_rows },
             Err(error) => Decoded::FileDropped(Dropped::Bad(error)),
         };

@@ -196,9 +196,9 @@ impl SourceRuntime {
             .filter_map(|entry| {
                 let path = root.join(&entry.name);
                 let (Some(size), Some(mtime_ns)) = (entry.size, entry.mtime_ns) else { return None };
+                let file = AdmittedFile { path, name: entry.name.clone(), size, mtime_ns, hash: entry.hash.clone(), ready_at: Instant::now() };
                 // A file rewritten since is not the content the ledger recorded.
-                (crate::discover::stat(&path) == Some((size, mtime_ns)))
-                    .then(|| AdmittedFile { path, name: entry.name.clone(), size, mtime_ns, hash: entry.hash.clone(), ready_at: Instant::now() })
+                file.unchanged_on_disk().then_some(file)
             })
             .collect()
     }

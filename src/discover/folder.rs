@@ -63,14 +63,9 @@ impl FolderSource {
         let folder_error = |error| FolderError::Folder { name: source.to_string(), path: config.path.clone(), error };
         std::fs::create_dir_all(&config.path).map_err(folder_error)?;
         let root = config.path.canonicalize().map_err(folder_error)?;
-        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(root.join(LOCK_FILE)).map_err(folder_error)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(FolderError::Locked { name: source.to_string(), path: root });
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(folder_error(e)),
-        }
+        let Some(lock) = super::lock_exclusive(&root.join(LOCK_FILE)).map_err(folder_error)? else {
+            return Err(FolderError::Locked { name: source.to_string(), path: root });
+        };
         Ok(FolderSource {
             source: source.to_string(),
             root,

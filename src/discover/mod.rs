@@ -35,6 +35,17 @@ pub fn stat_file(path: &std::path::Path, follow_symlinks: bool) -> Option<(u64, 
     Some((meta.len(), mtime_ns))
 }
 
+/// Opens (creating) `path` and takes an exclusive `flock` on it without waiting. `None` when
+/// another process holds it; the lock lasts as long as the returned file is open.
+pub fn lock_exclusive(path: &std::path::Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
 /// [`stat_file`] following links: how a file handed on looks now.
 pub fn stat(path: &std::path::Path) -> Option<(u64, i64)> {
     stat_file(path, true)
