@@ -15,6 +15,13 @@ ensure_python_readers() {
     fi
 }
 
+# The peers of scripts/bench.sh, in the same private environment.
+ensure_bench_peers() {
+    if ! "$INGESTD_VENV/bin/python" -c 'import duckdb, polars, dask.dataframe, pandas' 2>/dev/null; then
+        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check duckdb polars 'dask[dataframe]' pandas pyarrow
+    fi
+}
+
 # Runs a command and prints its peak resident memory (MiB) on stderr, as "peak_rss_mib=N".
 with_peak_rss() {
     python3 - "$@" <<'PY'

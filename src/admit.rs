@@ -3,7 +3,8 @@
 
 use crate::discover::Candidate;
 use crate::ledger::{FileEntry, FileState, Ledger, LedgerError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// A new file, hashed, waiting for its batch.
@@ -52,18 +53,23 @@ pub enum AdmitError {
     Read { path: PathBuf, source: std::io::Error },
 }
 
-/// Admits one candidate. `pending` maps content hashes already admitted but not yet committed
-/// to their file names; `allow_overwrites` is the source's policy for rewritten files.
+/// Admits one candidate. `hashed` is its content hash if already computed; `pending` maps
+/// content hashes already admitted but not yet committed to their file names;
+/// `allow_overwrites` is the source's policy for rewritten files.
 pub fn admit(
     ledger: &Ledger,
     candidate: &Candidate,
+    hashed: Option<String>,
     pending: &dyn Fn(&str) -> Option<String>,
     allow_overwrites: bool,
 ) -> Result<Admission, AdmitError> {
     if let Some(state) = ledger.known(&candidate.source, &candidate.name, candidate.size, candidate.mtime_ns)? {
         return Ok(Admission::Known(state));
     }
-    let hash = hash_file(&candidate.path)?;
+    let hash = match hashed {
+        Some(hash) => hash,
+        None => hash_file(&candidate.path)?,
+    };
     let file = AdmittedFile {
         path: candidate.path.clone(),
         name: candidate.name.clone(),
@@ -90,8 +96,37 @@ pub fn admit(
     })
 }
 
+/// [`hash_file`] of each path, on up to `threads` threads; results in input order.
+pub fn hash_files(paths: &[&Path], threads: usize) -> Vec<Result<String, AdmitError>> {
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, Result<String, AdmitError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, paths.len().max(1)))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = paths.get(i) else { return done };
+                        done.push((i, hash_file(path)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    let mut results = results.into_iter().peekable();
+    // A worker that died leaves gaps: those files are hashed here instead.
+    (0..paths.len())
+        .map(|i| match results.next_if(|(j, _)| *j == i) {
+            Some((_, result)) => result,
+            None => hash_file(paths[i]),
+        })
+        .collect()
+}
+
 /// BLAKE3 of a file's bytes, hex.
-pub fn hash_file(path: &std::path::Path) -> Result<String, AdmitError> {
+pub fn hash_file(path: &Path) -> Result<String, AdmitError> {
     let mut hasher = blake3::Hasher::new();
     let read = |e| AdmitError::Read { path: path.to_path_buf(), source: e };
     let file = std::fs::File::open(path).map_err(read)?;
@@ -115,27 +150,41 @@ mod tests {
         let mut ledger = Ledger::open(&dir.path().join("state")).unwrap();
         let none = |_: &str| None;
         let a = candidate(dir.path(), "a", "[1]");
-        let Admission::New(file) = admit(&ledger, &a, &none, true).unwrap() else { panic!("a is new") };
+        let Admission::New(file) = admit(&ledger, &a, None, &none, true).unwrap() else { panic!("a is new") };
         assert_eq!(file.hash, blake3::hash(b"[1]").to_hex().to_string());
 
         ledger.begin_batch(&crate::ledger::BatchEntry { source: "s".into(), seq: 1, files: vec![file.entry(Some(1))] }).unwrap();
         ledger.finish_batch("s", 1).unwrap();
-        assert!(matches!(admit(&ledger, &a, &none, true).unwrap(), Admission::Known(FileState::Committed)));
+        assert!(matches!(admit(&ledger, &a, None, &none, true).unwrap(), Admission::Known(FileState::Committed)));
 
         let copy = candidate(dir.path(), "a copy", "[1]");
-        match admit(&ledger, &copy, &none, true).unwrap() {
+        match admit(&ledger, &copy, None, &none, true).unwrap() {
             Admission::Duplicate { of, committed, .. } => assert_eq!((of.as_str(), committed), ("a", true)),
             other => panic!("expected a duplicate, got {other:?}"),
         }
         let b = candidate(dir.path(), "b", "[2]");
         let waiting = |h: &str| (h == blake3::hash(b"[2]").to_hex().as_str()).then(|| "b0".to_string());
-        assert!(matches!(admit(&ledger, &b, &waiting, true).unwrap(), Admission::Duplicate { .. }));
+        assert!(matches!(admit(&ledger, &b, None, &waiting, true).unwrap(), Admission::Duplicate { .. }));
         let queued = |h: &str| (h == blake3::hash(b"[2]").to_hex().as_str()).then(|| "b".to_string());
-        assert!(matches!(admit(&ledger, &b, &queued, true).unwrap(), Admission::Known(FileState::InFlight)), "b offered twice");
+        assert!(matches!(admit(&ledger, &b, None, &queued, true).unwrap(), Admission::Known(FileState::InFlight)), "b offered twice");
 
         // "a" rewritten in place with new content: new rows, or ignored, as the policy says.
         let rewritten = Candidate { mtime_ns: 2, ..candidate(dir.path(), "a", "[3]") };
-        assert!(matches!(admit(&ledger, &rewritten, &none, true).unwrap(), Admission::New(_)));
-        assert!(matches!(admit(&ledger, &rewritten, &none, false).unwrap(), Admission::IgnoredOverwrite(_)));
+        assert!(matches!(admit(&ledger, &rewritten, None, &none, true).unwrap(), Admission::New(_)));
+        assert!(matches!(admit(&ledger, &rewritten, None, &none, false).unwrap(), Admission::IgnoredOverwrite(_)));
+    }
+
+    #[test]
+    fn files_hashed_in_parallel_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..9).map(|i| candidate(dir.path(), &format!("f{i}"), &"x".repeat(i)).path).collect();
+        let mut refs: Vec<&Path> = paths.iter().map(|p| p.as_path()).collect();
+        let missing = dir.path().join("missing");
+        refs.push(&missing);
+        let hashes = hash_files(&refs, 3);
+        for (i, hash) in hashes.iter().take(9).enumerate() {
+            assert_eq!(hash.as_ref().unwrap(), &blake3::hash("x".repeat(i).as_bytes()).to_hex().to_string());
+        }
+        assert!(matches!(&hashes[9], Err(AdmitError::Read { .. })));
     }
 }

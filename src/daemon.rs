@@ -69,8 +69,11 @@ pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<
     let mut summary = Summary::default();
     for Started { runtime, folder } in &mut sources {
         loop {
-            for candidate in folder.poll(Duration::ZERO) {
-                runtime.offer(&ledger, &candidate)?;
+            let ready = folder.poll(Duration::ZERO);
+            for chunk in ready.chunks(runtime.config.batch.max_files) {
+                if let Some((_, e)) = runtime.offer_all(&ledger, chunk.to_vec()).into_iter().next() {
+                    return Err(e);
+                }
                 if runtime.batcher.len() >= runtime.config.batch.max_files {
                     runtime.run_due(&ledger, false).await?;
                     on_batch(&runtime.totals);
@@ -152,16 +155,15 @@ async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, mut rx: m
                 let Some(candidate) = candidate else { return };
                 // Admit at most a batch's worth before committing, so a storm of files becomes a
                 // steady stream of batches rather than one ever-growing queue.
-                let mut next = Some(candidate);
-                let mut admitted = 0;
-                while let Some(candidate) = next {
-                    if let Err(e) = runtime.offer(&ledger, &candidate) {
-                        error!(source = %runtime.name, file = %candidate.name, error = %e, "cannot admit file; will retry");
-                        METRICS.errors.with_label_values(&[&runtime.name, e.kind()]).inc();
-                        retry.push(candidate);
-                    }
-                    admitted += 1;
-                    next = if admitted < runtime.config.batch.max_files { rx.try_recv().ok() } else { None };
+                let mut ready = vec![candidate];
+                while ready.len() < runtime.config.batch.max_files {
+                    let Ok(candidate) = rx.try_recv() else { break };
+                    ready.push(candidate);
+                }
+                for (candidate, e) in runtime.offer_all(&ledger, ready) {
+                    error!(source = %runtime.name, file = %candidate.name, error = %e, "cannot admit file; will retry");
+                    METRICS.errors.with_label_values(&[&runtime.name, e.kind()]).inc();
+                    retry.push(candidate);
                 }
             }
             _ = tokio::time::sleep(wait) => {}

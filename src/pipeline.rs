@@ -1,22 +1,24 @@
-//! One batch through decode -> map -> commit: files are decoded and mapped on a blocking
-//! thread, rows stream to every sink's writer through a small channel (bounded memory), and
+//! One batch through decode -> map -> commit: files are decoded and mapped on blocking
+//! threads (several files at once, see [`read`]), rows stream to every sink's writer through a small channel (bounded memory), and
 //! the batch is committed only if every file decoded. The ledger records the batch as in
 //! flight before any sink commit and as committed after all of them.
 
 use crate::admit::AdmittedFile;
-use crate::decode::{self, DecodeError, DecodePlan, Position};
+use crate::decode::{DecodeError, DecodePlan};
 use crate::ledger::BatchEntry;
 use crate::map::Mapping;
 use crate::runtime::{RuntimeError, SharedLedger, SourceRuntime};
 use crate::sinks::{BatchManifest, ManifestFile, SinkWriter};
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Decoded batches in flight between the decoding thread and the sink writers.
 const CHANNEL_DEPTH: usize = 4;
 
-/// What the decoding thread reports, in file order.
+mod read;
+
+/// What the decoding threads report, in file order.
 enum Decoded {
     Rows(RecordBatch),
     FileDone { rows: u64, bad_rows: u64 },
@@ -97,6 +99,7 @@ impl SourceRuntime {
                     self.drop_from_batch(ledger, &dropped, problem, redo.as_ref())?;
                 }
                 Ok(per_file) => {
+                    debug!(source = %self.name, files = per_file.len(), seconds = started.elapsed().as_secs_f64(), "batch decoded");
                     crate::fault_point!("after_decode");
                     let leftovers = files.split_off(per_file.len());
                     if let Some(redo) = &redo
@@ -108,7 +111,21 @@ impl SourceRuntime {
                     crate::metrics::METRICS.batch_committed(&self.name, &report, started.elapsed().as_secs_f64());
                     crate::fault_point!("after_ledger");
                     self.after_commit(&files);
+                    self.maintain_sinks().await;
                     return Ok(BatchOutcome { report: Some(report), leftovers });
+                }
+            }
+        }
+    }
+
+    /// Table upkeep after a batch. A failure is logged and counted; the batch stands.
+    async fn maintain_sinks(&self) {
+        for sink in &self.sinks {
+            match sink.maintain().await {
+                Ok(notes) => notes.iter().for_each(|note| info!(source = %self.name, sink = %sink.name(), "{note}")),
+                Err(error) => {
+                    warn!(source = %self.name, sink = %sink.name(), %error, "table maintenance failed; the batch is committed");
+                    crate::metrics::METRICS.errors.with_label_values(&[&self.name, "maintenance"]).inc();
                 }
             }
         }
@@ -143,7 +160,8 @@ impl SourceRuntime {
         let inputs: Vec<AdmittedFile> = files.to_vec();
         let max_rows = self.config.batch.max_rows as u64;
         let ingested_at = chrono::Utc::now().timestamp_micros();
-        let decoding = tokio::task::spawn_blocking(move || decode_files(inputs, &plan, &mapping, max_rows, ingested_at, &tx));
+        let job = read::ReadJob { plan, mapping, max_rows, ingested_at, threads: self.decode_threads };
+        let decoding = tokio::task::spawn_blocking(move || job.run(inputs, &tx));
         let mut per_file = Vec::new();
         let mut outcome = Ok(());
         while let Some(message) = rx.recv().await {
@@ -225,51 +243,4 @@ impl SourceRuntime {
         Ok(report)
     }
 
-}
-
-/// The decoding thread: decodes and maps files in order until `max_rows` is reached. A file
-/// whose size or mtime differs after reading from when it was admitted changed under us.
-fn decode_files(
-    inputs: Vec<AdmittedFile>,
-    plan: &DecodePlan,
-    mapping: &Mapping,
-    max_rows: u64,
-    ingested_at: i64,
-    tx: &mpsc::Sender<Decoded>,
-) {
-    let mut total = 0u64;
-    for file in inputs {
-        if total >= max_rows {
-            return;
-        }
-        let mut rows = 0u64;
-        let mut bad_rows = 0u64;
-        let mut next_record = 1u64;
-        let result = decode::open(&file.path, &file.name, &plan.format).and_then(|opened| {
-            opened.decode(plan, &mut |raw| {
-                let mapped = mapping.apply(&raw, &file.name, ingested_at, next_record).map_err(|e| {
-                    let record = match &e {
-                        crate::map::MapError::BadValue { record, .. } => Some(*record),
-                        _ => None,
-                    };
-                    DecodeError::malformed(e.to_string(), Some(Position { record, ..Default::default() }))
-                })?;
-                next_record += raw.num_rows() as u64;
-                rows += mapped.batch.num_rows() as u64;
-                bad_rows += mapped.bad_rows;
-                tx.blocking_send(Decoded::Rows(mapped.batch))
-                    .map_err(|_| DecodeError::malformed("the batch was abandoned".into(), None))
-            })
-        });
-        let message = match result {
-            _ if !file.unchanged_on_disk() => Decoded::FileDropped(Dropped::Changed),
-            Ok(_) => Decoded::FileDone { rows, bad_rows },
-            Err(error) => Decoded::FileDropped(Dropped::Bad(error)),
-        };
-        let dropped = matches!(message, Decoded::FileDropped(_));
-        if tx.blocking_send(message).is_err() || dropped {
-            return;
-        }
-        total += rows;
-    }
 }

@@ -12,7 +12,8 @@ use crate::metrics::METRICS;
 use crate::pipeline::{BatchReport, Redo};
 use crate::quarantine::{self, ErrorReport};
 use crate::sinks::{self, Sink, SinkError};
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use tracing::{error, info, warn};
@@ -89,6 +90,7 @@ pub struct SourceRuntime {
     pub name: String,
     pub config: SourceConfig,
     pub(crate) instance: String,
+    pub(crate) decode_threads: usize,
     quarantine_dir: PathBuf,
     inferred_path: PathBuf,
     mapping: Option<Mapping>,
@@ -119,6 +121,7 @@ impl SourceRuntime {
             batcher: Batcher::new(source.batch.clone()),
             config: source,
             instance: config.instance.clone(),
+            decode_threads: config.decode_threads,
             quarantine_dir: config.quarantine_dir.clone(),
             inferred_path,
             mapping,
@@ -215,9 +218,43 @@ impl SourceRuntime {
 
     /// Admits a ready file: queues it, or records it as a duplicate, or skips what is done.
     pub fn offer(&mut self, ledger: &SharedLedger, candidate: &Candidate) -> Result<(), RuntimeError> {
+        self.offer_hashed(ledger, candidate, None)
+    }
+
+    /// Offers many candidates, hashing the ones the ledger does not know yet on
+    /// `decode_threads` threads first. Returns those that could not be admitted, and why.
+    pub fn offer_all(&mut self, ledger: &SharedLedger, candidates: Vec<Candidate>) -> Vec<(Candidate, RuntimeError)> {
+        let unknown: Vec<&Candidate> = match self.lock(ledger) {
+            Ok(ledger) => candidates
+                .iter()
+                .filter(|c| !matches!(ledger.known(&c.source, &c.name, c.size, c.mtime_ns), Ok(Some(_))))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let paths: Vec<&Path> = unknown.iter().map(|c| c.path.as_path()).collect();
+        let started = Instant::now();
+        let mut hashes: HashMap<PathBuf, String> = HashMap::new();
+        for (candidate, hash) in unknown.iter().zip(admit::hash_files(&paths, self.decode_threads)) {
+            // A file that cannot be hashed now is hashed (and its error reported) by `offer`.
+            if let Ok(hash) = hash {
+                hashes.insert(candidate.path.clone(), hash);
+            }
+        }
+        tracing::debug!(source = %self.name, files = paths.len(), seconds = started.elapsed().as_secs_f64(), "hashed");
+        let mut failed = Vec::new();
+        for candidate in candidates {
+            let hashed = hashes.remove(&candidate.path);
+            if let Err(e) = self.offer_hashed(ledger, &candidate, hashed) {
+                failed.push((candidate, e));
+            }
+        }
+        failed
+    }
+
+    fn offer_hashed(&mut self, ledger: &SharedLedger, candidate: &Candidate, hashed: Option<String>) -> Result<(), RuntimeError> {
         let admission = {
             let ledger = self.lock(ledger)?;
-            admit::admit(&ledger, candidate, &|hash| self.batcher.holder_of(hash), self.config.allow_overwrites)
+            admit::admit(&ledger, candidate, hashed, &|hash| self.batcher.holder_of(hash), self.config.allow_overwrites)
         };
         let admission = match admission {
             Err(admit::AdmitError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {

@@ -136,6 +136,90 @@ pub fn write_attom_files(dir: &Path, spec: &AttomSpec) -> io::Result<AttomTotals
     })
 }
 
+/// Layouts of [`write_one_big_file`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BigLayout {
+    /// One record per line.
+    Ndjson,
+    /// Every leaf field as a column named by its dotted path (`sale.amount.saleamt`).
+    Csv,
+}
+
+/// Writes one file of at least `min_bytes` (whole blocks of 10,000 records) in `layout` and
+/// returns its totals: the workload for streaming a huge file in bounded memory.
+pub fn write_one_big_file(path: &Path, layout: BigLayout, min_bytes: u64, seed: u64) -> io::Result<AttomTotals> {
+    let spec = AttomSpec { files: MAX_FILES, rows: MAX_FILES * MAX_ROWS_PER_FILE, seed };
+    let mut out = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut totals = AttomTotals::default();
+    let mut header: Option<Vec<String>> = None;
+    let mut written = 0u64;
+    let mut index = 0;
+    while written < min_bytes && index < spec.files {
+        let (_, bytes, block) = attom_file(&spec, index);
+        index += 1;
+        let records: Vec<&serde_json::value::RawValue> = serde_json::from_slice(&bytes).map_err(io::Error::other)?;
+        let mut text = String::with_capacity(bytes.len());
+        for record in records {
+            match layout {
+                BigLayout::Ndjson => {
+                    text.push_str(record.get());
+                    text.push('\n');
+                }
+                BigLayout::Csv => {
+                    let value: serde_json::Value = serde_json::from_str(record.get()).map_err(io::Error::other)?;
+                    let mut leaves = Vec::new();
+                    flatten("", &value, &mut leaves);
+                    if header.is_none() {
+                        let names = csv_header(&bytes)?;
+                        text.push_str(&names.join(","));
+                        text.push('\n');
+                        header = Some(names);
+                    }
+                    let columns = header.as_deref().unwrap_or_default();
+                    let mut by_name: std::collections::HashMap<String, String> = leaves.into_iter().collect();
+                    let row: Vec<String> = columns.iter().map(|c| csv_field(&by_name.remove(c).unwrap_or_default())).collect();
+                    text.push_str(&row.join(","));
+                    text.push('\n');
+                }
+            }
+        }
+        io::Write::write_all(&mut out, text.as_bytes())?;
+        written += text.len() as u64;
+        totals.merge(&block);
+    }
+    io::Write::flush(&mut out)?;
+    totals.files = 1;
+    totals.bytes = written;
+    Ok(totals)
+}
+
+/// Every leaf path found in a block of records, in order of first appearance.
+fn csv_header(block: &[u8]) -> io::Result<Vec<String>> {
+    let records: Vec<serde_json::Value> = serde_json::from_slice(block).map_err(io::Error::other)?;
+    let mut names = indexmap::IndexSet::new();
+    for record in &records {
+        let mut leaves = Vec::new();
+        flatten("", record, &mut leaves);
+        names.extend(leaves.into_iter().map(|(k, _)| k));
+    }
+    Ok(names.into_iter().collect())
+}
+
+/// Leaf values of a JSON value by dotted path, as CSV text (null as empty).
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    let join = |key: &str| if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
+    match value {
+        serde_json::Value::Object(map) => map.iter().for_each(|(k, v)| flatten(&join(k), v, out)),
+        serde_json::Value::Null => out.push((prefix.to_string(), String::new())),
+        serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
 /// One file's bytes (a one-line JSON array) and its totals; `index` is the file index within the spec.
 ///
 /// Panics if `index >= spec.files`. Does not enforce the per-file cap (see [`write_attom_files`]).

@@ -77,6 +77,13 @@ pub enum Command {
         /// Seed: the same arguments always give the same files.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Instead of API-sized files, write one big file (`attom.ndjson` or `attom.csv`) of at
+        /// least `--bytes`.
+        #[arg(long, value_enum)]
+        big: Option<crate::sample::BigLayout>,
+        /// Size of the `--big` file, e.g. `5GB`.
+        #[arg(long, default_value = "1GB", value_parser = parse_size)]
+        bytes: u64,
     },
 }
 
@@ -150,13 +157,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
             inspect::inspect(config.as_ref(), &file, source.as_deref(), rows)
         }
         Command::Quarantine { action } => report::quarantine(&load(&cli.config)?, action),
-        Command::Sample { out, files, rows, seed } => {
-            let totals = crate::sample::write_attom_files(&out, &crate::sample::AttomSpec { files, rows, seed })
-                .with_context(|| format!("writing sample files to {}", out.display()))?;
+        Command::Sample { out, files, rows, seed, big, bytes } => {
+            let totals = match big {
+                Some(layout) => {
+                    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+                    let name = if layout == crate::sample::BigLayout::Csv { "attom.csv" } else { "attom.ndjson" };
+                    crate::sample::write_one_big_file(&out.join(name), layout, bytes, seed)
+                }
+                None => crate::sample::write_attom_files(&out, &crate::sample::AttomSpec { files, rows, seed }),
+            }
+            .with_context(|| format!("writing sample files to {}", out.display()))?;
             println!("{}", serde_json::to_string_pretty(&totals)?);
             Ok(0)
         }
     }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::config::units::parse_byte_size(text).ok_or_else(|| format!("invalid size {text:?} (try \"5GB\")"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

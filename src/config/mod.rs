@@ -33,6 +33,10 @@ pub struct Config {
     /// Folder where files that cannot be ingested are moved, one sub-folder per source.
     #[serde(default = "defaults::quarantine_dir")]
     pub quarantine_dir: PathBuf,
+    /// Threads decoding the files of a batch in parallel (rows still commit in file order).
+    /// Default: the number of CPU cores.
+    #[serde(default = "defaults::decode_threads")]
+    pub decode_threads: usize,
     /// The HTTP endpoint of `ingestd run`.
     #[serde(default)]
     pub http: HttpConfig,
@@ -79,6 +83,9 @@ pub mod defaults {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "ingestd".to_string())
+    }
+    pub fn decode_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
     pub fn http_listen() -> String {
         "127.0.0.1:9464".to_string()
@@ -133,6 +140,15 @@ pub mod defaults {
     }
     pub fn target_file_size() -> ByteSize {
         ByteSize(128 << 20)
+    }
+    pub fn checkpoint_interval() -> u64 {
+        100
+    }
+    pub fn compact_min_files() -> usize {
+        32
+    }
+    pub fn vacuum_retention() -> HumanDuration {
+        HumanDuration(Duration::from_secs(7 * 24 * 3600))
     }
     pub fn zstd_level() -> i32 {
         3
@@ -232,6 +248,9 @@ impl Config {
         let mut problems = Vec::new();
         if self.instance.is_empty() || !self.instance.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             problems.push(format!("instance: {:?} must be non-empty letters, digits, '-', '_' or '.'", self.instance));
+        }
+        if !(1..=64).contains(&self.decode_threads) {
+            problems.push(format!("decode_threads: {} is outside 1..=64", self.decode_threads));
         }
         if !self.http.listen.is_empty() && self.http.address().is_none() {
             problems.push(format!("http.listen: {:?} is not an address:port (e.g. \"127.0.0.1:9464\"); \"\" turns it off", self.http.listen));

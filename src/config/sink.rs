@@ -1,7 +1,7 @@
 //! Configuration of a sink: where committed rows go.
 
 use super::defaults;
-use super::units::ByteSize;
+use super::units::{ByteSize, HumanDuration};
 use serde::Deserialize;
 
 /// A sink. Kafka, Druid and S3 locations slot in as further kinds with their own keys.
@@ -29,6 +29,23 @@ pub struct DeltaSinkConfig {
     /// zstd level for the Parquet data files (1-22).
     #[serde(default = "defaults::zstd_level")]
     pub zstd_level: i32,
+    /// A checkpoint (the log's state in one Parquet file, so readers need not replay every
+    /// commit) is written every this many commits; 0 turns checkpoints off.
+    #[serde(default = "defaults::checkpoint_interval")]
+    pub checkpoint_interval: u64,
+    /// Once a partition holds this many small files (under half of `target_file_size`), they
+    /// are rewritten into files of about `target_file_size` (a `dataChange = false` commit:
+    /// same rows, fewer files); 0 turns compaction off.
+    #[serde(default = "defaults::compact_min_files")]
+    pub compact_min_files: usize,
+    /// Delete data files that left the table (replaced by compaction) once they have been out
+    /// of it for `vacuum_retention`; checked after each compaction.
+    #[serde(default = "defaults::yes")]
+    pub vacuum: bool,
+    /// How long a replaced data file is kept for readers of older versions (time travel)
+    /// before vacuum deletes it.
+    #[serde(default = "defaults::vacuum_retention")]
+    pub vacuum_retention: HumanDuration,
 }
 
 /// A folder of Parquet files with deterministic names, one or more per batch.

@@ -1,23 +1,21 @@
 //! Stage 3, decode: bytes of a file (plain, gzip or zstd) into Arrow record batches.
 //!
-//! JSON goes through arrow-json's tape decoder with a schema holding only the fields the
-//! mapping reads, every leaf as text (`coerce_primitive`), so the mapping stage decides how
-//! each value converts and what a bad value means. CSV goes through arrow-csv the same way.
-//! Nothing builds a `serde_json::Value` per record. NDJSON and CSV stream in bounded memory;
-//! a JSON array streams too; an object envelope is read whole.
+//! JSON goes through our own projecting reader: only the fields the mapping reads are
+//! followed, every other value is skipped, and each wanted leaf lands as text in a flat
+//! column named by its dotted path, so the mapping stage decides how each value converts and
+//! what a bad value means. CSV goes through arrow-csv the same way (every column as text).
+//! Every layout streams through a fixed buffer: memory does not grow with the file.
 
 mod csv;
 mod json;
-mod splitter;
 
-pub use splitter::ArraySplitter;
+pub use json::{FieldTree, MAX_RECORD};
 
 use crate::config::{FormatConfig, FormatKind};
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 /// Rows per decoded record batch.
@@ -111,8 +109,8 @@ pub struct Detected {
 #[derive(Debug, Clone)]
 pub struct DecodePlan {
     pub format: FormatConfig,
-    /// For JSON: nested schema of the fields to read, every leaf Utf8.
-    pub json_schema: SchemaRef,
+    /// For JSON: the dotted paths to read.
+    pub json_fields: FieldTree,
     /// For CSV: header names to read.
     pub csv_columns: Vec<String>,
 }
@@ -197,38 +195,22 @@ impl OpenFile {
         emit: &mut dyn FnMut(RecordBatch) -> Result<(), DecodeError>,
     ) -> Result<u64, DecodeError> {
         match &self.detected.layout {
-            Layout::JsonArray => json::decode_array(self.reader, &plan.json_schema, emit),
-            Layout::JsonEnvelope(path) => json::decode_envelope(self.reader, path, &plan.json_schema, emit),
-            Layout::Ndjson => json::decode_ndjson(self.reader, &plan.json_schema, emit),
             Layout::Csv => csv::decode(self.reader, &plan.format.csv, &plan.csv_columns, emit),
+            json => json::decode(self.reader, json, &plan.json_fields, emit),
         }
     }
 
     /// The first `limit` records as raw JSON texts (for JSON layouts), used to infer a mapping.
     pub fn sample_json(self, limit: usize) -> Result<Vec<Vec<u8>>, DecodeError> {
-        json::sample(self.reader, &self.detected.layout, limit)
+        match self.detected.layout {
+            Layout::Csv => Err(DecodeError::malformed("not a JSON file".into(), None)),
+            ref json_layout => json::sample(self.reader, json_layout, limit),
+        }
     }
 
     /// The CSV header and the first `limit` rows, used to infer a mapping.
     pub fn sample_csv(self, plan_csv: &crate::config::CsvConfig, limit: usize) -> Result<RecordBatch, DecodeError> {
         csv::sample(self.reader, plan_csv, limit)
-    }
-}
-
-/// Reads to the end of a stream in chunks, calling `each` per chunk; maps read errors.
-fn for_each_chunk(
-    mut reader: impl Read,
-    mut each: impl FnMut(&[u8]) -> Result<(), DecodeError>,
-) -> Result<(), DecodeError> {
-    let mut buffer = vec![0u8; READ_BUFFER];
-    loop {
-        let n = match reader.read(&mut buffer) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(DecodeError::io("cannot read or decompress", e)),
-        };
-        each(&buffer[..n])?;
     }
 }
 

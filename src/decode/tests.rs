@@ -1,13 +1,9 @@
 use super::*;
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Field, Fields, Schema};
 use std::io::Write;
-use std::sync::Arc;
 
 fn plan(format: FormatConfig) -> DecodePlan {
-    let inner = Fields::from(vec![Field::new("c", DataType::Utf8, true)]);
-    let schema = Schema::new(vec![Field::new("a", DataType::Utf8, true), Field::new("b", DataType::Struct(inner), true)]);
-    DecodePlan { format, json_schema: Arc::new(schema), csv_columns: vec!["a".into(), "c".into()] }
+    DecodePlan { format, json_fields: FieldTree::new(["a", "b.c"]).unwrap(), csv_columns: vec!["a".into(), "c".into()] }
 }
 
 /// Decodes `bytes` saved as `name`; returns the layout, and column `a` as text ("-" for null).

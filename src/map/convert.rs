@@ -6,8 +6,8 @@ use crate::config::{ColumnConfig, ColumnType};
 use arrow::array::{
     Array, ArrayRef, BooleanBuilder, PrimitiveBuilder, StringArray, StringBuilder,
 };
-use arrow::buffer::NullBuffer;
 use arrow::datatypes::{ArrowPrimitiveType, Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use std::sync::Arc;
 
@@ -17,13 +17,12 @@ const UNIX_EPOCH_DAY: i32 = 719_163; // NaiveDate::from_ymd(1970, 1, 1).num_days
 /// error ends the conversion, `Ok` makes the value null.
 pub(super) fn column(
     text: &StringArray,
-    nulls: Option<&NullBuffer>,
     spec: &ColumnConfig,
     null_if: &dyn Fn(&str) -> bool,
     mut on_bad: impl FnMut(usize, &str, String) -> Result<(), MapError>,
 ) -> Result<ArrayRef, MapError> {
     let value = |row: usize| -> Option<&str> {
-        if nulls.is_some_and(|n| n.is_null(row)) || text.is_null(row) {
+        if text.is_null(row) {
             return None;
         }
         let v = text.value(row);
@@ -45,7 +44,10 @@ pub(super) fn column(
         ColumnType::Float64 => Arc::new(primitive::<Float64Type>(text.len(), value, &mut on_bad, |v| {
             v.trim().parse::<f64>().map_err(|e| e.to_string())
         })?),
-        ColumnType::Date => Arc::new(primitive::<Date32Type>(text.len(), value, &mut on_bad, |v| parse_date(v, format))?),
+        ColumnType::Date => {
+            let items = date_items(format)?;
+            Arc::new(primitive::<Date32Type>(text.len(), value, &mut on_bad, |v| parse_date_items(v, &items, format))?)
+        }
         ColumnType::Timestamp => Arc::new(
             primitive::<TimestampMicrosecondType>(text.len(), value, &mut on_bad, |v| parse_timestamp(v, format))?
                 .with_timezone("UTC"),
@@ -113,13 +115,27 @@ fn parse_bool(v: &str) -> Result<bool, String> {
     }
 }
 
+/// A date format compiled once per column rather than once per value.
+fn date_items(format: Option<&str>) -> Result<Vec<Item<'_>>, MapError> {
+    StrftimeItems::new(format.unwrap_or("%Y-%m-%d"))
+        .parse()
+        .map_err(|e| MapError::Invalid(format!("date format {format:?}: {e}")))
+}
+
 /// Days since 1970-01-01.
 pub fn parse_date(v: &str, format: Option<&str>) -> Result<i32, String> {
-    let v = v.trim();
-    let date = match format {
-        Some(f) => NaiveDate::parse_from_str(v, f).map_err(|e| format!("{e} (format {f:?})"))?,
-        None => NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|e| format!("{e} (expected YYYY-MM-DD)"))?,
-    };
+    let items = date_items(format).map_err(|e| e.to_string())?;
+    parse_date_items(v, &items, format)
+}
+
+fn parse_date_items(v: &str, items: &[Item<'_>], format: Option<&str>) -> Result<i32, String> {
+    let mut parsed = Parsed::new();
+    let date = chrono::format::parse(&mut parsed, v.trim(), items.iter())
+        .and_then(|()| parsed.to_naive_date())
+        .map_err(|e| match format {
+            Some(f) => format!("{e} (format {f:?})"),
+            None => format!("{e} (expected YYYY-MM-DD)"),
+        })?;
     Ok(chrono::Datelike::num_days_from_ce(&date) - UNIX_EPOCH_DAY)
 }
 

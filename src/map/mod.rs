@@ -5,10 +5,9 @@ mod convert;
 pub mod infer;
 
 use crate::config::{BadRowPolicy, ColumnConfig, ColumnType, FormatConfig};
-use crate::decode::DecodePlan;
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray, StructArray, TimestampMicrosecondArray};
-use arrow::buffer::NullBuffer;
-use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use crate::decode::{DecodePlan, FieldTree};
+use arrow::array::{ArrayRef, AsArray, BooleanArray, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use indexmap::IndexMap;
 use std::sync::Arc;
@@ -31,7 +30,6 @@ pub enum MapError {
 #[derive(Debug, Clone)]
 struct MappedColumn {
     name: String,
-    path: Vec<String>,
     spec: ColumnConfig,
 }
 
@@ -66,7 +64,7 @@ impl Mapping {
         }
         let columns: Vec<MappedColumn> = columns
             .iter()
-            .map(|(name, spec)| MappedColumn { name: name.clone(), path: spec.path.split('.').map(String::from).collect(), spec: spec.clone() })
+            .map(|(name, spec)| MappedColumn { name: name.clone(), spec: spec.clone() })
             .collect();
         let mut fields: Vec<Field> = columns.iter().map(|c| Field::new(&c.name, arrow_type(c.spec.kind), true)).collect();
         if metadata_columns {
@@ -74,7 +72,7 @@ impl Mapping {
             fields.push(Field::new(INGESTED_AT_COLUMN, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), true));
         }
         let mapping = Mapping { columns, schema: Arc::new(Schema::new(fields)), metadata_columns, policy, null_values };
-        mapping.json_schema()?;
+        mapping.json_fields()?;
         Ok(mapping)
     }
 
@@ -87,43 +85,14 @@ impl Mapping {
     pub fn decode_plan(&self, format: &FormatConfig) -> Result<DecodePlan, MapError> {
         Ok(DecodePlan {
             format: format.clone(),
-            json_schema: self.json_schema()?,
+            json_fields: self.json_fields()?,
             csv_columns: self.columns.iter().map(|c| c.spec.path.clone()).collect::<indexmap::IndexSet<_>>().into_iter().collect(),
         })
     }
 
-    /// The nested schema holding exactly the paths the columns read, every leaf as text.
-    fn json_schema(&self) -> Result<SchemaRef, MapError> {
-        #[derive(Default)]
-        struct Node {
-            children: IndexMap<String, Node>,
-            leaf: bool,
-        }
-        let mut root = Node::default();
-        for column in &self.columns {
-            let mut node = &mut root;
-            for (depth, segment) in column.path.iter().enumerate() {
-                let is_leaf = depth + 1 == column.path.len();
-                node = node.children.entry(segment.clone()).or_default();
-                if (is_leaf && !node.children.is_empty()) || (!is_leaf && node.leaf) {
-                    return Err(MapError::Invalid(format!(
-                        "column {:?}: path {:?} is both a value and an object in this mapping",
-                        column.name, column.spec.path
-                    )));
-                }
-                node.leaf |= is_leaf;
-            }
-        }
-        fn fields(node: &Node) -> Fields {
-            node.children
-                .iter()
-                .map(|(name, child)| {
-                    let kind = if child.leaf { DataType::Utf8 } else { DataType::Struct(fields(child)) };
-                    Field::new(name, kind, true)
-                })
-                .collect()
-        }
-        Ok(Arc::new(Schema::new(fields(&root))))
+    /// The JSON paths the columns read.
+    fn json_fields(&self) -> Result<FieldTree, MapError> {
+        FieldTree::new(self.columns.iter().map(|c| c.spec.path.as_str())).map_err(MapError::Invalid)
     }
 
     /// Maps one decoded batch. `first_record` is the 1-based record number of its first row in
@@ -133,12 +102,12 @@ impl Mapping {
         let mut bad = vec![false; rows];
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for column in &self.columns {
-            let Some((text, nulls)) = leaf(raw, column) else {
+            let Some(text) = leaf(raw, column) else {
                 arrays.push(arrow::array::new_null_array(&arrow_type(column.spec.kind), rows));
                 continue;
             };
             let null_if = |value: &str| column.spec.null_if.iter().chain(&self.null_values).any(|n| n == value);
-            let converted = convert::column(text, nulls.as_ref(), &column.spec, &null_if, |row, value, reason| {
+            let converted = convert::column(text, &column.spec, &null_if, |row, value, reason| {
                 if self.policy == BadRowPolicy::QuarantineFile {
                     return Err(MapError::BadValue {
                         column: column.name.clone(),
@@ -169,21 +138,10 @@ impl Mapping {
     }
 }
 
-/// The text array at the column's path and the nulls of every object on the way to it.
-fn leaf<'a>(raw: &'a RecordBatch, column: &MappedColumn) -> Option<(&'a StringArray, Option<NullBuffer>)> {
-    // A CSV header or a flat JSON key may itself contain dots.
-    if let Some(array) = raw.column_by_name(&column.spec.path) {
-        return array.as_string_opt::<i32>().map(|s| (s, s.nulls().cloned()));
-    }
-    let (first, rest) = column.path.split_first()?;
-    let mut current: &ArrayRef = raw.column_by_name(first)?;
-    let mut nulls: Option<NullBuffer> = current.nulls().cloned();
-    for segment in rest {
-        let object: &StructArray = current.as_struct_opt()?;
-        current = object.column_by_name(segment)?;
-        nulls = NullBuffer::union(nulls.as_ref(), current.nulls());
-    }
-    current.as_string_opt::<i32>().map(|s| (s, nulls))
+/// The decoded text column a column reads: decoders name their columns by the dotted path
+/// (JSON) or the header (CSV).
+fn leaf<'a>(raw: &'a RecordBatch, column: &MappedColumn) -> Option<&'a StringArray> {
+    raw.column_by_name(&column.spec.path)?.as_string_opt::<i32>()
 }
 
 /// The Arrow type each column type is written as.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::Config;
-use arrow::array::{Date32Array, Float64Array, Int32Array, Int64Array};
+use arrow::array::{Array, Date32Array, Float64Array, Int32Array, Int64Array};
 use std::path::Path;
 
 fn attom_mapping(policy: BadRowPolicy) -> Mapping {
@@ -9,14 +9,17 @@ fn attom_mapping(policy: BadRowPolicy) -> Mapping {
     Mapping::new(&source.columns, true, policy, vec![]).unwrap()
 }
 
+/// Decodes NDJSON text the way the pipeline does, into one batch of text columns.
 fn decode(mapping: &Mapping, json: &str) -> RecordBatch {
-    let plan = mapping.decode_plan(&FormatConfig::default()).unwrap();
-    let mut decoder = arrow::json::ReaderBuilder::new(plan.json_schema)
-        .with_coerce_primitive(true)
-        .build_decoder()
-        .unwrap();
-    decoder.decode(json.as_bytes()).unwrap();
-    decoder.flush().unwrap().unwrap()
+    let format = FormatConfig { kind: crate::config::FormatKind::Ndjson, ..FormatConfig::default() };
+    let plan = mapping.decode_plan(&format).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("records");
+    std::fs::write(&path, json).unwrap();
+    let mut batches = Vec::new();
+    crate::decode::open(&path, "records", &format).unwrap().decode(&plan, &mut |b| Ok(batches.push(b))).unwrap();
+    assert_eq!(batches.len(), 1);
+    batches.remove(0)
 }
 
 const RECORDS: &str = r#"

@@ -2,6 +2,8 @@
 //! action `(app id, seq)` and the batch manifest in the commit info. Whether a batch is in the
 //! table is read back from the `txn` version: the log is the truth, the ledger a cache of it.
 
+mod maintenance;
+
 use super::{BatchManifest, Sink, SinkError, SinkWriter};
 use crate::config::DeltaSinkConfig;
 use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
@@ -30,6 +32,8 @@ pub struct DeltaSink {
     /// The table as of the last batch, brought up to date incrementally (reading the whole log
     /// for every batch would cost more with every commit).
     cached: Mutex<Option<DeltaTable>>,
+    /// Version of the latest checkpoint (read from the table the first time it is needed).
+    checkpointed: Mutex<Option<i64>>,
 }
 
 impl DeltaSink {
@@ -41,6 +45,7 @@ impl DeltaSink {
             instance: instance.to_string(),
             source: source.to_string(),
             cached: Mutex::new(None),
+            checkpointed: Mutex::new(None),
         }
     }
 
@@ -70,6 +75,17 @@ impl DeltaSink {
         drop(listing);
         table.load().await.map_err(|e| self.err(e))?;
         Ok(Some(table))
+    }
+
+    /// `cached` brought up to date, or the table opened afresh.
+    async fn current(&self, cached: Option<DeltaTable>) -> Result<DeltaTable, SinkError> {
+        match cached {
+            Some(mut table) => {
+                table.update_state().await.map_err(|e| self.err(e))?;
+                Ok(table)
+            }
+            None => self.open().await,
+        }
     }
 
     /// The table at its latest version; it must exist.
@@ -160,13 +176,7 @@ impl Sink for DeltaSink {
 
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
         let mut cached = self.cached.lock().await;
-        let table = match cached.take() {
-            Some(mut table) => {
-                table.update_state().await.map_err(|e| self.err(e))?;
-                table
-            }
-            None => self.open().await?,
-        };
+        let table = self.current(cached.take()).await?;
         *cached = Some(table.clone());
         let writer = RecordBatchWriter::for_table(&table)
             .map_err(|e| self.err(e))?
@@ -180,6 +190,29 @@ impl Sink for DeltaSink {
             writer,
             adds: Vec::new(),
         }))
+    }
+
+    async fn maintain(&self) -> Result<Vec<String>, SinkError> {
+        let mut cached = self.cached.lock().await;
+        let mut table = self.current(cached.take()).await?;
+        let mut checkpointed = self.checkpointed.lock().await;
+        if checkpointed.is_none() {
+            *checkpointed = Some(maintenance::last_checkpoint(&table).await.unwrap_or(0));
+        }
+        let result = maintenance::maintain(&mut table, &self.config, self.writer_properties()?, &mut checkpointed).await;
+        *cached = Some(table);
+        let done = result.map_err(|e| self.err(format!("maintenance: {e}")))?;
+        let mut notes = Vec::new();
+        if let Some((rewritten, written, version)) = done.compacted {
+            notes.push(format!("compacted {rewritten} small files into {written} (version {version})"));
+        }
+        if done.vacuumed {
+            notes.push(format!("vacuum deleted replaced files older than {}", humantime::format_duration(self.config.vacuum_retention.0)));
+        }
+        if let Some(version) = done.checkpoint {
+            notes.push(format!("checkpoint at version {version}"));
+        }
+        Ok(notes)
     }
 }
 
@@ -243,9 +276,9 @@ impl SinkWriter for DeltaBatchWriter {
             partition_by: (!self.partition_by.is_empty()).then(|| self.partition_by.clone()),
             predicate: None,
         };
-        // CommitProperties (not a bare CommitBuilder) so the post-commit hook writes checkpoints
-        // every `delta.checkpointInterval` commits.
+        // Checkpoints are scheduled by maintenance (`checkpoint_interval`), not the hook.
         let properties = CommitProperties::default()
+            .with_create_checkpoint(false)
             .with_application_transaction(Transaction::new(&self.app_id, manifest.seq))
             .with_metadata([(MANIFEST_KEY.to_string(), manifest_json)])
             .with_max_retries(100);

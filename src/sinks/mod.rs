@@ -70,6 +70,11 @@ pub trait Sink: Send + Sync {
     async fn batches_after(&self, after: i64) -> Result<Vec<(BatchManifest, String)>, SinkError>;
     /// Starts writing a batch; nothing is visible until [`SinkWriter::commit`].
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError>;
+    /// Upkeep between batches (compaction, checkpoints, vacuum) that leaves the rows as they
+    /// are; returns what was done, for the log.
+    async fn maintain(&self) -> Result<Vec<String>, SinkError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The data files of one batch being written.

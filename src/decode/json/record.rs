@@ -1,0 +1,328 @@
+//! One JSON record into text columns, reading only the fields the mapping asks for: wanted
+//! keys are followed, every other value is skipped (its syntax still checked), and leaf values
+//! are appended straight to per-column buffers, so no record allocates.
+
+use super::syntax::{after_key, bad, literal, peek, read_string, skip_key, skip_value, skip_ws, Misfit, Step, Stop};
+use arrow::array::{ArrayRef, StringArray};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+
+/// The wanted paths as a tree of keys; node 0 is the record itself.
+#[derive(Debug, Clone)]
+pub struct FieldTree {
+    nodes: Vec<Node>,
+    /// Dotted path of each leaf, in column order.
+    leaves: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// Dotted path of this object, for error messages.
+    path: String,
+    children: Vec<(Key, Target)>,
+}
+
+/// A key to match, with its first eight bytes as a number: most keys differ there, so most
+/// comparisons are one integer compare.
+#[derive(Debug, Clone)]
+struct Key {
+    head: u64,
+    bytes: Box<[u8]>,
+}
+
+impl Key {
+    fn new(bytes: &[u8]) -> Key {
+        Key { head: head(bytes), bytes: bytes.into() }
+    }
+
+    #[inline(always)]
+    fn matches(&self, head_of_key: u64, key: &[u8]) -> bool {
+        self.head == head_of_key && self.bytes.len() == key.len() && (key.len() <= 8 || self.bytes[8..] == key[8..])
+    }
+}
+
+#[inline(always)]
+fn head(bytes: &[u8]) -> u64 {
+    let mut head = [0u8; 8];
+    let n = bytes.len().min(8);
+    head[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(head)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Leaf(usize),
+    Object(usize),
+}
+
+impl FieldTree {
+    /// Builds the tree of `paths` (dotted, duplicates allowed). A path that is both a value and
+    /// an object is refused.
+    pub fn new<'p>(paths: impl IntoIterator<Item = &'p str>) -> Result<FieldTree, String> {
+        let mut tree = FieldTree { nodes: vec![Node::default()], leaves: Vec::new() };
+        for path in paths {
+            if tree.leaves.iter().any(|l| l == path) {
+                continue;
+            }
+            let segments: Vec<&str> = path.split('.').collect();
+            let mut node = 0;
+            for (depth, segment) in segments.iter().enumerate() {
+                let is_leaf = depth + 1 == segments.len();
+                let found = tree.child(node, segment.as_bytes());
+                node = match (found, is_leaf) {
+                    (Some(Target::Object(child)), false) => child,
+                    (None, false) => {
+                        let child = tree.nodes.len();
+                        tree.nodes.push(Node { path: segments[..=depth].join("."), children: Vec::new() });
+                        tree.nodes[node].children.push((Key::new(segment.as_bytes()), Target::Object(child)));
+                        child
+                    }
+                    (None, true) => {
+                        tree.nodes[node].children.push((Key::new(segment.as_bytes()), Target::Leaf(tree.leaves.len())));
+                        tree.leaves.push(path.to_string());
+                        break;
+                    }
+                    _ => return Err(format!("path {path:?} is both a value and an object in this mapping")),
+                };
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Dotted path of each leaf, in the order of the decoded columns.
+    pub fn leaves(&self) -> &[String] {
+        &self.leaves
+    }
+
+    /// Dotted path of an object node, for error messages.
+    pub(super) fn object_path(&self, node: usize) -> &str {
+        &self.nodes[node].path
+    }
+
+    #[inline]
+    fn child(&self, node: usize, key: &[u8]) -> Option<Target> {
+        let head_of_key = head(key);
+        self.nodes[node].children.iter().find(|(k, _)| k.matches(head_of_key, key)).map(|(_, t)| *t)
+    }
+}
+
+/// One text column being built: values of finished rows, and the current row's value.
+#[derive(Default)]
+struct TextColumn {
+    offsets: Vec<i32>,
+    data: Vec<u8>,
+    valid: Vec<bool>,
+    /// Where the current row's value starts in `data`; it is set if `set`.
+    row_start: usize,
+    set: bool,
+}
+
+impl TextColumn {
+    /// Starts (or, for a repeated key, restarts: the last value wins) the current row's value.
+    fn start_value(&mut self) -> &mut Vec<u8> {
+        self.data.truncate(self.row_start);
+        self.set = true;
+        &mut self.data
+    }
+
+    fn set_null(&mut self) {
+        self.data.truncate(self.row_start);
+        self.set = false;
+    }
+}
+
+/// Text columns for the leaves of a [`FieldTree`], filled record by record.
+pub struct TextColumns {
+    schema: SchemaRef,
+    columns: Vec<TextColumn>,
+    rows: usize,
+    /// Scratch for keys that contain escapes.
+    key: Vec<u8>,
+}
+
+impl TextColumns {
+    pub fn new(tree: &FieldTree) -> TextColumns {
+        let fields: Vec<Field> = tree.leaves.iter().map(|p| Field::new(p, DataType::Utf8, true)).collect();
+        let mut columns = TextColumns { schema: Arc::new(Schema::new(fields)), columns: Vec::new(), rows: 0, key: Vec::new() };
+        columns.reset();
+        columns
+    }
+
+    fn reset(&mut self) {
+        self.columns = (0..self.schema.fields().len()).map(|_| TextColumn { offsets: vec![0], ..TextColumn::default() }).collect();
+        self.rows = 0;
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes of text held, to close a batch before its offsets could overflow.
+    pub fn bytes(&self) -> usize {
+        self.columns.iter().map(|c| c.data.len()).sum()
+    }
+
+    /// Reads the record (an object) at `i` into a new row. On any stop the row is rolled back.
+    pub(super) fn record(&mut self, tree: &FieldTree, buf: &[u8], i: usize) -> Step {
+        if peek(buf, i)? != b'{' {
+            return Err(Stop::Misfit(Misfit::NotAnObject, i));
+        }
+        for column in &mut self.columns {
+            column.row_start = column.data.len();
+            column.set = false;
+        }
+        match self.object(tree, 0, buf, i, 1) {
+            Ok(end) => {
+                for column in &mut self.columns {
+                    column.offsets.push(column.data.len() as i32);
+                    column.valid.push(column.set);
+                }
+                self.rows += 1;
+                Ok(end)
+            }
+            Err(stop) => {
+                for column in &mut self.columns {
+                    column.data.truncate(column.row_start);
+                }
+                Err(stop)
+            }
+        }
+    }
+
+    fn object(&mut self, tree: &FieldTree, node: usize, buf: &[u8], i: usize, depth: usize) -> Step {
+        let mut i = skip_ws(buf, i + 1);
+        if peek(buf, i)? == b'}' {
+            return Ok(i + 1);
+        }
+        loop {
+            if peek(buf, i)? != b'"' {
+                return bad("expected a key (a string)", i);
+            }
+            let (key_end, escaped) = skip_key(buf, i)?;
+            let target = if escaped {
+                self.key.clear();
+                read_string(buf, i, &mut self.key)?;
+                tree.child(node, &self.key)
+            } else {
+                tree.child(node, &buf[i + 1..key_end - 1])
+            };
+            i = after_key(buf, key_end)?;
+            i = match target {
+                None => skip_value(buf, i, depth)?,
+                Some(Target::Leaf(column)) => self.leaf(column, buf, i, depth)?,
+                Some(Target::Object(child)) => match peek(buf, i)? {
+                    b'{' => self.object(tree, child, buf, i, depth + 1)?,
+                    b'n' => literal(buf, i, b"null")?,
+                    _ => return Err(Stop::Misfit(Misfit::NotAnObjectAt(child), i)),
+                },
+            };
+            i = skip_ws(buf, i);
+            match peek(buf, i)? {
+                b',' => i = skip_ws(buf, i + 1),
+                b'}' => return Ok(i + 1),
+                _ => return bad("expected ',' or '}' in an object", i),
+            }
+        }
+    }
+
+    /// A wanted value: strings unescaped, numbers and booleans as written, objects and arrays
+    /// as their JSON text, null as null.
+    fn leaf(&mut self, column: usize, buf: &[u8], i: usize, depth: usize) -> Step {
+        let column = &mut self.columns[column];
+        match peek(buf, i)? {
+            b'"' => read_string(buf, i, column.start_value()),
+            b'n' => {
+                column.set_null();
+                literal(buf, i, b"null")
+            }
+            _ => {
+                let end = skip_value(buf, i, depth)?;
+                column.start_value().extend_from_slice(&buf[i..end]);
+                Ok(end)
+            }
+        }
+    }
+
+    /// The rows so far as a record batch (one Utf8 column per leaf, named by its path); starts
+    /// over empty.
+    pub fn take_batch(&mut self) -> Result<RecordBatch, String> {
+        let columns = std::mem::take(&mut self.columns);
+        let schema = self.schema.clone();
+        self.reset();
+        let arrays = columns
+            .into_iter()
+            .zip(schema.fields())
+            .map(|(c, field)| {
+                let offsets = OffsetBuffer::new(c.offsets.into());
+                let nulls = NullBuffer::from(c.valid);
+                StringArray::try_new(offsets, c.data.into(), Some(nulls))
+                    .map(|a| Arc::new(a) as ArrayRef)
+                    .map_err(|e| format!("field {:?}: {e}", field.name()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        RecordBatch::try_new(schema, arrays).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+
+    fn columns(paths: &[&str], records: &[&str]) -> Result<Vec<Vec<Option<String>>>, String> {
+        let tree = FieldTree::new(paths.iter().copied())?;
+        let mut text = TextColumns::new(&tree);
+        for record in records {
+            let end = text.record(&tree, record.as_bytes(), 0).map_err(|e| format!("{e:?}"))?;
+            assert_eq!(record[end..].trim(), "", "{record}");
+        }
+        let batch = text.take_batch()?;
+        Ok(batch
+            .columns()
+            .iter()
+            .map(|a| {
+                let s = a.as_string::<i32>();
+                (0..s.len()).map(|i| s.is_valid(i).then(|| s.value(i).to_string())).collect()
+            })
+            .collect())
+    }
+
+    fn some(values: &[&str]) -> Vec<Option<String>> {
+        values.iter().map(|v| (*v != "-").then(|| v.to_string())).collect()
+    }
+
+    #[test]
+    fn reads_only_wanted_paths_as_text() {
+        let records = [
+            r#"{"skip": {"deep": [1, {"x": "y"}]}, "sale": {"amount": {"saleamt": 265000}, "date": "2021-1-4"}, "id": "a\u00e9"}"#,
+            r#"{"sale": null, "id": true}"#,
+            r#"{"id": {"nested": [1, 2]}, "sale": {"amount": {}}}"#,
+            r#"{"id": "first", "id": "last", "sale": {"amount": {"saleamt": null}}}"#,
+        ];
+        let got = columns(&["sale.amount.saleamt", "id", "sale.date"], &records).unwrap();
+        assert_eq!(got[0], some(&["265000", "-", "-", "-"]));
+        assert_eq!(got[1], some(&["aé", "true", r#"{"nested": [1, 2]}"#, "last"]));
+        assert_eq!(got[2], some(&["2021-1-4", "-", "-", "-"]));
+    }
+
+    #[test]
+    fn a_scalar_where_the_mapping_expects_an_object_is_an_error() {
+        let err = columns(&["b.c"], &[r#"{"b": "not an object"}"#]).unwrap_err();
+        assert!(err.contains("NotAnObjectAt(1)"), "{err}");
+        assert!(FieldTree::new(["a.b", "a"]).unwrap_err().contains("both a value and an object"));
+    }
+
+    #[test]
+    fn a_failed_record_leaves_no_partial_row() {
+        let tree = FieldTree::new(["a"]).unwrap();
+        let mut text = TextColumns::new(&tree);
+        text.record(&tree, br#"{"a": "1"}"#, 0).unwrap();
+        assert!(text.record(&tree, br#"{"a": "2", "b": tru"#, 0).is_err());
+        text.record(&tree, br#"{"a": "3"}"#, 0).unwrap();
+        let batch = text.take_batch().unwrap();
+        let a = batch.column(0).as_string::<i32>();
+        assert_eq!((a.len(), a.value(0), a.value(1)), (2, "1", "3"));
+    }
+}

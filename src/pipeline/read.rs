@@ -1,0 +1,153 @@
+//! Reads the files of a batch on several threads and hands their rows on in file order.
+//!
+//! Each file gets a small channel of its own. Workers take the next file, decode and map it
+//! into that channel; the forwarding thread drains the channels in file order. Workers stay at
+//! most a window of files ahead of the forwarder, so memory is bounded by the window, not by
+//! the batch.
+
+use super::{Decoded, Dropped};
+use crate::admit::AdmittedFile;
+use crate::decode::{self, DecodeError, DecodePlan, Position};
+use crate::map::{MapError, Mapping};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Condvar, Mutex};
+use tokio::sync::mpsc;
+
+/// Mapped record batches a file may hold ready before the forwarder takes them.
+const FILE_CHANNEL_DEPTH: usize = 4;
+
+/// One batch's files to read.
+pub(super) struct ReadJob {
+    pub plan: DecodePlan,
+    pub mapping: Mapping,
+    /// Stop starting files once this many rows have been forwarded.
+    pub max_rows: u64,
+    pub ingested_at: i64,
+    pub threads: usize,
+}
+
+/// Where the forwarder is, shared with the workers.
+struct Progress {
+    /// Files forwarded completely.
+    forwarded: Mutex<usize>,
+    moved: Condvar,
+    /// The forwarder is done: workers stop.
+    stopped: AtomicBool,
+    next: AtomicUsize,
+}
+
+impl ReadJob {
+    /// Decodes `inputs` and sends their rows to `tx` in order; stops at `max_rows`, at the
+    /// first file that cannot be read, or when `tx` is closed.
+    pub(super) fn run(self, inputs: Vec<AdmittedFile>, tx: &mpsc::Sender<Decoded>) {
+        // Each worker takes its file's sender, so a worker that dies closes the channel and the
+        // forwarder stops there instead of waiting forever.
+        let (senders, receivers): (Vec<Mutex<Option<SyncSender<Decoded>>>>, Vec<Receiver<Decoded>>) = inputs
+            .iter()
+            .map(|_| {
+                let (tx, rx) = sync_channel(FILE_CHANNEL_DEPTH);
+                (Mutex::new(Some(tx)), rx)
+            })
+            .unzip();
+        let progress = Progress { forwarded: Mutex::new(0), moved: Condvar::new(), stopped: AtomicBool::new(false), next: AtomicUsize::new(0) };
+        let threads = self.threads.clamp(1, inputs.len().max(1));
+        let window = 2 * threads;
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| self.work(&inputs, &senders, &progress, window));
+            }
+            self.forward(receivers, &progress, tx);
+            progress.stopped.store(true, Ordering::SeqCst);
+            progress.moved.notify_all();
+        });
+    }
+
+    fn work(&self, inputs: &[AdmittedFile], senders: &[Mutex<Option<SyncSender<Decoded>>>], progress: &Progress, window: usize) {
+        loop {
+            let index = progress.next.fetch_add(1, Ordering::SeqCst);
+            if index >= inputs.len() || !self.wait_for_window(progress, index, window) {
+                return;
+            }
+            let Some(out) = senders[index].lock().ok().and_then(|mut s| s.take()) else { return };
+            self.read_file(&inputs[index], &out);
+        }
+    }
+
+    /// Blocks until `index` is within the window; false if the forwarder stopped.
+    fn wait_for_window(&self, progress: &Progress, index: usize, window: usize) -> bool {
+        let Ok(mut forwarded) = progress.forwarded.lock() else { return false };
+        while index >= *forwarded + window && !progress.stopped.load(Ordering::SeqCst) {
+            forwarded = match progress.moved.wait(forwarded) {
+                Ok(guard) => guard,
+                Err(_) => return false,
+            };
+        }
+        !progress.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Drains the files' channels in order into `tx`.
+    fn forward(&self, receivers: Vec<Receiver<Decoded>>, progress: &Progress, tx: &mpsc::Sender<Decoded>) {
+        let mut total = 0u64;
+        for receiver in receivers {
+            if total >= self.max_rows {
+                return;
+            }
+            loop {
+                // A closed channel without an end message means the worker is gone: the file
+                // did not finish, so nothing after it may be committed.
+                let Ok(message) = receiver.recv() else { return };
+                let end = match &message {
+                    Decoded::Rows(_) => None,
+                    Decoded::FileDone { rows, .. } => Some(Some(*rows)),
+                    Decoded::FileDropped(_) => Some(None),
+                };
+                if tx.blocking_send(message).is_err() {
+                    return;
+                }
+                match end {
+                    None => continue,
+                    Some(Some(rows)) => {
+                        total += rows;
+                        break;
+                    }
+                    Some(None) => return,
+                }
+            }
+            if let Ok(mut forwarded) = progress.forwarded.lock() {
+                *forwarded += 1;
+            }
+            progress.moved.notify_all();
+        }
+    }
+
+    /// Decodes and maps one file into its channel, ending with its outcome. A file whose size
+    /// or mtime differs after reading from when it was admitted changed under us.
+    fn read_file(&self, file: &AdmittedFile, out: &SyncSender<Decoded>) {
+        let mut rows = 0u64;
+        let mut bad_rows = 0u64;
+        let mut next_record = 1u64;
+        let result = decode::open(&file.path, &file.name, &self.plan.format).and_then(|opened| {
+            opened.decode(&self.plan, &mut |raw| {
+                let mapped = self.mapping.apply(&raw, &file.name, self.ingested_at, next_record).map_err(|e| {
+                    let record = match &e {
+                        MapError::BadValue { record, .. } => Some(*record),
+                        _ => None,
+                    };
+                    DecodeError::malformed(e.to_string(), Some(Position { record, ..Default::default() }))
+                })?;
+                next_record += raw.num_rows() as u64;
+                rows += mapped.batch.num_rows() as u64;
+                bad_rows += mapped.bad_rows;
+                out.send(Decoded::Rows(mapped.batch)).map_err(|_| DecodeError::malformed("the batch was abandoned".into(), None))
+            })
+        });
+        let outcome = match result {
+            _ if !file.unchanged_on_disk() => Decoded::FileDropped(Dropped::Changed),
+            Ok(_) => Decoded::FileDone { rows, bad_rows },
+            Err(error) => Decoded::FileDropped(Dropped::Bad(error)),
+        };
+        // The forwarder may have stopped already; then nobody needs the outcome.
+        let _ = out.send(outcome);
+    }
+}

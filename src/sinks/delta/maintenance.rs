@@ -1,0 +1,164 @@
+//! Keeping a Delta table healthy over a long run, between batches: checkpoints every N
+//! commits, compaction of small files into files of the target size, and vacuum of the files
+//! compaction replaced. None of it changes the rows a reader sees.
+//!
+//! deltalake's own `optimize` needs DataFusion (a large build); compaction here reads the small
+//! files with the parquet crate and writes them back with the same writer the batches use.
+
+use super::fsync_files_and_folders;
+use crate::config::DeltaSinkConfig;
+use arrow::array::{new_null_array, ArrayRef, StringArray};
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, LogicalFileView};
+use deltalake::logstore::object_store::ObjectStoreExt;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::DeltaOperation;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaResult, DeltaTable, DeltaTableError};
+use futures::TryStreamExt;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// What one round of maintenance did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Done {
+    pub checkpoint: Option<i64>,
+    /// (files rewritten, files written, version)
+    pub compacted: Option<(usize, usize, i64)>,
+    pub vacuumed: bool,
+}
+
+/// The table's latest checkpoint version, from `_delta_log/_last_checkpoint`.
+pub(super) async fn last_checkpoint(table: &DeltaTable) -> Option<i64> {
+    let path = deltalake::Path::from("_delta_log/_last_checkpoint");
+    let bytes = table.object_store().get(&path).await.ok()?.bytes().await.ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("version")?.as_i64()
+}
+
+/// One round: compaction if a partition has enough small files (then vacuum), and a checkpoint
+/// if `checkpoint_interval` commits have passed since the last one. `table` must be current.
+pub(super) async fn maintain(
+    table: &mut DeltaTable,
+    config: &DeltaSinkConfig,
+    properties: WriterProperties,
+    checkpointed: &mut Option<i64>,
+) -> DeltaResult<Done> {
+    let mut done = Done::default();
+    if config.compact_min_files > 0
+        && let Some(compacted) = compact(table, config, properties).await?
+    {
+        done.compacted = Some(compacted);
+        table.update_state().await?;
+        if config.vacuum {
+            vacuum(table, config).await?;
+            done.vacuumed = true;
+            table.update_state().await?;
+        }
+    }
+    let version = table.version().map_or(0, |v| v as i64);
+    if config.checkpoint_interval > 0 && version - checkpointed.unwrap_or(0) >= config.checkpoint_interval as i64 {
+        deltalake::checkpoints::create_checkpoint(table, None).await?;
+        *checkpointed = Some(version);
+        done.checkpoint = Some(version);
+    }
+    Ok(done)
+}
+
+/// Rewrites the small files of the partition that has the most of them (at least
+/// `compact_min_files`), up to about `target_file_size` of input per round.
+async fn compact(table: &DeltaTable, config: &DeltaSinkConfig, properties: WriterProperties) -> DeltaResult<Option<(usize, usize, i64)>> {
+    let target = config.target_file_size.0 as i64;
+    let mut by_partition: BTreeMap<Vec<(String, Option<String>)>, Vec<LogicalFileView>> = BTreeMap::new();
+    let files: Vec<LogicalFileView> = table.get_active_add_actions_by_partitions(&[]).try_collect().await?;
+    for file in files {
+        if file.size() < target / 2 {
+            let mut key: Vec<(String, Option<String>)> = file.partition_values_map().into_iter().collect();
+            key.sort();
+            by_partition.entry(key).or_default().push(file);
+        }
+    }
+    let Some((partition, mut small)) = by_partition.into_iter().max_by_key(|(_, files)| files.len()) else { return Ok(None) };
+    if small.len() < config.compact_min_files.max(2) {
+        return Ok(None);
+    }
+    // Oldest first, and no more than one target file's worth per round: rounds stay short.
+    small.sort_by_key(|f| f.modification_time());
+    let mut input = 0;
+    small.retain(|f| {
+        input += f.size();
+        input <= target
+    });
+    if small.len() < 2 {
+        return Ok(None);
+    }
+    let schema = table.snapshot()?.snapshot().arrow_schema();
+    let partition: HashMap<String, Option<String>> = partition.into_iter().collect();
+    let mut writer = RecordBatchWriter::for_table(table)?.with_writer_properties(properties);
+    for file in &small {
+        let bytes = table.object_store().get(&file.object_store_path()).await?.bytes().await?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+        for batch in reader {
+            writer.write(with_partition_columns(&batch?, &schema, &partition)?).await?;
+        }
+    }
+    let mut adds = writer.flush().await?;
+    for add in &mut adds {
+        add.data_change = false;
+    }
+    if let Ok(root) = table.table_url().to_file_path() {
+        let paths: Vec<_> = adds.iter().map(|a| root.join(&a.path)).collect();
+        fsync_files_and_folders(&root, &paths).map_err(|e| DeltaTableError::Generic(format!("fsync compacted files: {e}")))?;
+    }
+    let written = adds.len();
+    let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+    actions.extend(small.iter().map(|f| Action::Remove(f.remove_action(false))));
+    let operation = DeltaOperation::Optimize { predicate: None, target_size: target };
+    let snapshot = table.snapshot()?;
+    // Checkpoints are ours to schedule (see `maintain`), not the post-commit hook's.
+    let finalized = CommitBuilder::from(CommitProperties::default().with_create_checkpoint(false))
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await?;
+    Ok(Some((small.len(), written, finalized.version() as i64)))
+}
+
+/// Data files hold no partition columns (they live in the paths); the writer wants the
+/// table's full schema back, so they are restored from the partition values.
+fn with_partition_columns(
+    batch: &RecordBatch,
+    schema: &Arc<arrow::datatypes::Schema>,
+    partition: &HashMap<String, Option<String>>,
+) -> DeltaResult<RecordBatch> {
+    let rows = batch.num_rows();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = match (batch.column_by_name(field.name()), partition.get(field.name())) {
+            (Some(column), _) => column.clone(),
+            (None, Some(Some(value))) => {
+                let text: ArrayRef = Arc::new(StringArray::from(vec![value.as_str(); rows]));
+                arrow::compute::cast(&text, field.data_type())?
+            }
+            (None, _) => new_null_array(field.data_type(), rows),
+        };
+        columns.push(column);
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Deletes files that left the table more than `vacuum_retention` ago.
+async fn vacuum(table: &DeltaTable, config: &DeltaSinkConfig) -> DeltaResult<()> {
+    let retention = chrono::Duration::from_std(config.vacuum_retention.0).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    // Its count of deleted files includes files an earlier vacuum already deleted (their
+    // tombstones stay in the log), so it is not reported.
+    table
+        .clone()
+        .vacuum()
+        .with_retention_period(retention)
+        // The retention is the operator's choice (config), not only the table property's.
+        .with_enforce_retention_duration(false)
+        .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
+        .await?;
+    Ok(())
+}
