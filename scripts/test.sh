@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs them all: unit and integration tests (cargo), then the
-# full ATTOM pull (322 files, 1,017,244 rows) read back by Python's deltalake, polars and duckdb.
+# full ATTOM pull (322 files, 1,017,244 rows) read back by Python's deltalake, polars and duckdb,
+# then the benchmark script at small scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -12,5 +13,7 @@ echo "== cargo test (release profile, target $CARGO_TARGET_DIR)"
 cargo test --release --locked --features fault-injection 2>&1 | tee "$log"
 echo "== ATTOM pull end to end"
 scripts/attom_e2e.sh
-passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 1}')
+echo "== benchmark script, small scale (shows it runs; timings are not checked)"
+scripts/bench.sh --scale small
+passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 2}')
 echo "all: $passed passed, 0 failed"

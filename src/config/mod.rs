@@ -147,6 +147,9 @@ pub mod defaults {
     pub fn compact_min_files() -> usize {
         32
     }
+    pub fn vacuum_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(3600))
+    }
     pub fn vacuum_retention() -> HumanDuration {
         HumanDuration(Duration::from_secs(7 * 24 * 3600))
     }

@@ -39,9 +39,13 @@ pub struct DeltaSinkConfig {
     #[serde(default = "defaults::compact_min_files")]
     pub compact_min_files: usize,
     /// Delete data files that left the table (replaced by compaction) once they have been out
-    /// of it for `vacuum_retention`; checked after each compaction.
+    /// of it for `vacuum_retention`.
     #[serde(default = "defaults::yes")]
     pub vacuum: bool,
+    /// Vacuum (which lists the whole table folder) runs at most this often, and only after a
+    /// compaction replaced files.
+    #[serde(default = "defaults::vacuum_interval")]
+    pub vacuum_interval: HumanDuration,
     /// How long a replaced data file is kept for readers of older versions (time travel)
     /// before vacuum deletes it.
     #[serde(default = "defaults::vacuum_retention")]

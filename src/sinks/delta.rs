@@ -32,8 +32,8 @@ pub struct DeltaSink {
     /// The table as of the last batch, brought up to date incrementally (reading the whole log
     /// for every batch would cost more with every commit).
     cached: Mutex<Option<DeltaTable>>,
-    /// Version of the latest checkpoint (read from the table the first time it is needed).
-    checkpointed: Mutex<Option<i64>>,
+    /// When maintenance last checkpointed and vacuumed.
+    schedule: Mutex<maintenance::Schedule>,
 }
 
 impl DeltaSink {
@@ -45,7 +45,7 @@ impl DeltaSink {
             instance: instance.to_string(),
             source: source.to_string(),
             cached: Mutex::new(None),
-            checkpointed: Mutex::new(None),
+            schedule: Mutex::new(maintenance::Schedule::default()),
         }
     }
 
@@ -195,11 +195,8 @@ impl Sink for DeltaSink {
     async fn maintain(&self) -> Result<Vec<String>, SinkError> {
         let mut cached = self.cached.lock().await;
         let mut table = self.current(cached.take()).await?;
-        let mut checkpointed = self.checkpointed.lock().await;
-        if checkpointed.is_none() {
-            *checkpointed = Some(maintenance::last_checkpoint(&table).await.unwrap_or(0));
-        }
-        let result = maintenance::maintain(&mut table, &self.config, self.writer_properties()?, &mut checkpointed).await;
+        let mut schedule = self.schedule.lock().await;
+        let result = maintenance::maintain(&mut table, &self.config, self.writer_properties()?, &mut schedule).await;
         *cached = Some(table);
         let done = result.map_err(|e| self.err(format!("maintenance: {e}")))?;
         let mut notes = Vec::new();

@@ -62,6 +62,10 @@ pub(super) struct JsonReader<'a> {
     newlines: u64,
     /// Offset in the file of the buffer's first byte.
     base: u64,
+    /// File offset up to which newlines have been counted.
+    counted_to: u64,
+    /// Bytes read at a time (small in tests, to put records across reads).
+    chunk: usize,
 }
 
 impl<'a> JsonReader<'a> {
@@ -71,14 +75,14 @@ impl<'a> JsonReader<'a> {
             _ => Vec::new(),
         };
         let found = vec![false; envelope.len()];
-        JsonReader { place: Place::Start, envelope, found, ndjson: *layout == Layout::Ndjson, records, count: 0, newlines: 0, base: 0 }
+        JsonReader { place: Place::Start, envelope, found, ndjson: *layout == Layout::Ndjson, records, count: 0, newlines: 0, base: 0, counted_to: 0, chunk: CHUNK }
     }
 
     /// Reads the whole stream.
     pub(super) fn read_all(&mut self, reader: impl Read) -> Result<(), DecodeError> {
         // One buffer per thread, reused from file to file: zeroing 4 MiB per file showed up.
         let mut buf = READ_BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
-        buf.resize(CHUNK, 0);
+        buf.resize(self.chunk, 0);
         let result = self.read_into(reader, &mut buf);
         buf.truncate(CHUNK);
         buf.shrink_to(CHUNK);
@@ -205,11 +209,12 @@ impl<'a> JsonReader<'a> {
             self.place = Place::Envelope { level, first: false };
             return Ok(end);
         }
-        self.found[level] = true;
         let last = level + 1 == self.envelope.len();
         if peek(buf, value)? != if last { b'[' } else { b'{' } {
             return Err(Stop::Misfit(Misfit::EnvelopeShape(level), value));
         }
+        // Only now: a step that stops for more bytes is retried from the key.
+        self.found[level] = true;
         self.place = if last { Place::Array { first: true } } else { Place::Envelope { level: level + 1, first: true } };
         Ok(value + 1)
     }
@@ -253,9 +258,12 @@ impl<'a> JsonReader<'a> {
 
     fn skip_ws_counting(&mut self, buf: &[u8], i: usize) -> usize {
         let end = skip_ws(buf, i);
+        // A step retried after more bytes arrive passes the same whitespace again: count once.
+        let from = i.max(self.counted_to.saturating_sub(self.base) as usize).min(end);
         if self.ndjson {
-            self.newlines += buf[i..end].iter().filter(|&&b| b == b'\n').count() as u64;
+            self.newlines += buf[from..end].iter().filter(|&&b| b == b'\n').count() as u64;
         }
+        self.counted_to = self.counted_to.max(self.base + end as u64);
         end
     }
 
@@ -310,8 +318,13 @@ impl<'a> JsonReader<'a> {
 
 /// Decodes a JSON file of any layout into record batches of text columns.
 pub(super) fn decode(reader: impl Read, layout: &Layout, tree: &FieldTree, emit: Emit<'_>) -> Result<u64, DecodeError> {
+    decode_in_chunks(reader, layout, tree, emit, CHUNK)
+}
+
+fn decode_in_chunks(reader: impl Read, layout: &Layout, tree: &FieldTree, emit: Emit<'_>, chunk: usize) -> Result<u64, DecodeError> {
     let records = Records::Columns { tree, columns: TextColumns::new(tree), emit };
     let mut json = JsonReader::new(layout, records);
+    json.chunk = chunk;
     json.read_all(reader)?;
     Ok(json.count)
 }
@@ -323,5 +336,74 @@ pub(super) fn sample(reader: impl Read, layout: &Layout, limit: usize) -> Result
     match json.records {
         Records::Raw { texts, .. } => Ok(texts),
         Records::Columns { .. } => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::AsArray;
+    use arrow::util::pretty::pretty_format_batches;
+
+    fn decode_text(text: &[u8], layout: &Layout, chunk: usize) -> Result<String, DecodeError> {
+        let tree = FieldTree::new(["id", "sale.amount", "note"]).map_err(|e| DecodeError::malformed(e, None))?;
+        let mut batches = Vec::new();
+        decode_in_chunks(text, layout, &tree, &mut |b| Ok(batches.push(b)), chunk)?;
+        Ok(pretty_format_batches(&batches).map(|t| t.to_string()).unwrap_or_default())
+    }
+
+    #[test]
+    fn records_split_across_reads_decode_the_same_as_whole() {
+        let mut array = String::from("[");
+        for i in 0..300 {
+            let comma = if i > 0 { "," } else { "" };
+            array.push_str(&format!(r#"{comma} {{"id": {i}, "skip": {{"deep": [1, "a\\\"b", {{}}]}}, "sale": {{"amount": "{i}.5\u00e9"}}, "note": "\ud83d\ude00 x{i}"}}"#));
+        }
+        array.push_str("]\n");
+        let ndjson = array[1..array.len() - 2].replace("}, {", "}\n{").replace("},{", "}\n{");
+        let envelope = format!(r#"{{"status": {{"code": [0]}}, "data": {{"rows": {array}, "after": 1}}}}"#);
+        let cases = [
+            (array.as_bytes(), Layout::JsonArray),
+            (ndjson.as_bytes(), Layout::Ndjson),
+            (envelope.as_bytes(), Layout::JsonEnvelope("data.rows".into())),
+        ];
+        for (text, layout) in cases {
+            let whole = decode_text(text, &layout, CHUNK).unwrap();
+            assert!(whole.contains("| 299 | 299.5é") && whole.contains("😀 x0"), "{layout:?}\n{whole}");
+            for chunk in [1, 7, 64, 1000] {
+                assert_eq!(decode_text(text, &layout, chunk).unwrap(), whole, "{layout:?} in reads of {chunk} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_and_trailing_garbage_are_errors_with_positions() {
+        let text = br#"[{"id": 1}, {"id": 2}, {"id": 3}]"#;
+        for cut in [10, 15, text.len() - 1] {
+            let err = decode_text(&text[..cut], &Layout::JsonArray, 4).unwrap_err().to_string();
+            assert!(err.contains("truncated"), "{cut}: {err}");
+        }
+        let err = decode_text(b"[{\"id\": 1}] [", &Layout::JsonArray, 4).unwrap_err().to_string();
+        assert!(err.contains("after the end") && err.contains("byte 12"), "{err}");
+        let err = decode_text(b"{\"id\": 1}\n{\"id\": 2\n", &Layout::Ndjson, 3).unwrap_err().to_string();
+        assert!(err.contains("record 2") && err.contains("line 2"), "{err}");
+        let err = decode_text(br#"{"data": {"rows": 5}}"#, &Layout::JsonEnvelope("data.rows".into()), 4).unwrap_err().to_string();
+        assert!(err.contains("not an array"), "{err}");
+        let err = decode_text(br#"[{"id": 1}, 7]"#, &Layout::JsonArray, 4).unwrap_err().to_string();
+        assert!(err.contains("record 2") && err.contains("not a JSON object"), "{err}");
+    }
+
+    #[test]
+    fn a_record_larger_than_the_buffer_grows_it() {
+        let big = format!(r#"[{{"note": "{}", "id": 1}}]"#, "x".repeat(100_000));
+        let tree = FieldTree::new(["note"]).unwrap();
+        let mut rows = 0;
+        decode_in_chunks(big.as_bytes(), &Layout::JsonArray, &tree, &mut |b| {
+            rows += b.num_rows();
+            assert_eq!(b.column(0).as_string::<i32>().value(0).len(), 100_000);
+            Ok(())
+        }, 1024)
+        .unwrap();
+        assert_eq!(rows, 1);
     }
 }

@@ -20,6 +20,7 @@ use deltalake::{DeltaResult, DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What one round of maintenance did.
 #[derive(Debug, Default, PartialEq)]
@@ -31,43 +32,61 @@ pub struct Done {
 }
 
 /// The table's latest checkpoint version, from `_delta_log/_last_checkpoint`.
-pub(super) async fn last_checkpoint(table: &DeltaTable) -> Option<i64> {
+async fn last_checkpoint(table: &DeltaTable) -> Option<i64> {
     let path = deltalake::Path::from("_delta_log/_last_checkpoint");
     let bytes = table.object_store().get(&path).await.ok()?.bytes().await.ok()?;
     serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("version")?.as_i64()
 }
 
-/// One round: compaction if a partition has enough small files (then vacuum), and a checkpoint
-/// if `checkpoint_interval` commits have passed since the last one. `table` must be current.
+/// When maintenance last did what, per sink.
+#[derive(Debug, Default)]
+pub(super) struct Schedule {
+    /// Version of the latest checkpoint (read from the table the first time).
+    pub checkpointed: Option<i64>,
+    pub vacuumed_at: Option<Instant>,
+    /// A compaction replaced files since the last vacuum.
+    pub replaced: bool,
+}
+
+/// One round: compaction if a partition has enough small files, vacuum if it is due and
+/// something was replaced, and a checkpoint if `checkpoint_interval` commits have passed since
+/// the last one. `table` must be current.
 pub(super) async fn maintain(
     table: &mut DeltaTable,
     config: &DeltaSinkConfig,
     properties: WriterProperties,
-    checkpointed: &mut Option<i64>,
+    schedule: &mut Schedule,
 ) -> DeltaResult<Done> {
     let mut done = Done::default();
     if config.compact_min_files > 0
         && let Some(compacted) = compact(table, config, properties).await?
     {
         done.compacted = Some(compacted);
+        schedule.replaced = true;
         table.update_state().await?;
-        if config.vacuum {
-            vacuum(table, config).await?;
-            done.vacuumed = true;
-            table.update_state().await?;
-        }
+    }
+    let vacuum_due = schedule.vacuumed_at.is_none_or(|at| at.elapsed() >= config.vacuum_interval.0);
+    if config.vacuum && schedule.replaced && vacuum_due {
+        vacuum(table, config).await?;
+        schedule.vacuumed_at = Some(Instant::now());
+        schedule.replaced = false;
+        done.vacuumed = true;
+        table.update_state().await?;
+    }
+    if schedule.checkpointed.is_none() {
+        schedule.checkpointed = Some(last_checkpoint(table).await.unwrap_or(0));
     }
     let version = table.version().map_or(0, |v| v as i64);
-    if config.checkpoint_interval > 0 && version - checkpointed.unwrap_or(0) >= config.checkpoint_interval as i64 {
+    if config.checkpoint_interval > 0 && version - schedule.checkpointed.unwrap_or(0) >= config.checkpoint_interval as i64 {
         deltalake::checkpoints::create_checkpoint(table, None).await?;
-        *checkpointed = Some(version);
+        schedule.checkpointed = Some(version);
         done.checkpoint = Some(version);
     }
     Ok(done)
 }
 
-/// Rewrites the small files of the partition that has the most of them (at least
-/// `compact_min_files`), up to about `target_file_size` of input per round.
+/// Rewrites small files of the partition that has the most of them (at least
+/// `compact_min_files`) into one or a few files.
 async fn compact(table: &DeltaTable, config: &DeltaSinkConfig, properties: WriterProperties) -> DeltaResult<Option<(usize, usize, i64)>> {
     let target = config.target_file_size.0 as i64;
     let mut by_partition: BTreeMap<Vec<(String, Option<String>)>, Vec<LogicalFileView>> = BTreeMap::new();
@@ -83,8 +102,11 @@ async fn compact(table: &DeltaTable, config: &DeltaSinkConfig, properties: Write
     if small.len() < config.compact_min_files.max(2) {
         return Ok(None);
     }
-    // Oldest first, and no more than one target file's worth per round: rounds stay short.
-    small.sort_by_key(|f| f.modification_time());
+    // The smallest `compact_min_files`, and no more than one target file's worth: a round costs
+    // about the same however long the daemon has run, and a file compaction wrote is merged
+    // again only once enough files of its size exist (logarithmic rewriting, not quadratic).
+    small.sort_by_key(|f| f.size());
+    small.truncate(config.compact_min_files.max(2));
     let mut input = 0;
     small.retain(|f| {
         input += f.size();
