@@ -1,7 +1,8 @@
 //! One batch through decode -> map -> commit: files are decoded and mapped on blocking
-//! threads (several files at once, see [`read`]), rows stream to every sink's writer through a small channel (bounded memory), and
-//! the batch is committed only if every file decoded. The ledger records the batch as in
-//! flight before any sink commit and as committed after all of them.
+//! threads (several files at once, see [`read`]), rows stream to every sink's writer through a
+//! small channel (bounded memory), and the batch is committed only if every file decoded. The
+//! ledger records the batch as in flight before any sink commit and as committed after all of
+//! them.
 
 use crate::admit::AdmittedFile;
 use crate::decode::{DecodeError, DecodePlan};

@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 /// Mapped record batches a file may hold ready before the forwarder takes them.
 const FILE_CHANNEL_DEPTH: usize = 4;
 
+/// A file's channel, taken by the worker that reads the file.
+type FileSender = Mutex<Option<SyncSender<Decoded>>>;
+
 /// One batch's files to read.
 pub(super) struct ReadJob {
     pub plan: DecodePlan,
@@ -43,7 +46,7 @@ impl ReadJob {
     pub(super) fn run(self, inputs: Vec<AdmittedFile>, tx: &mpsc::Sender<Decoded>) {
         // Each worker takes its file's sender, so a worker that dies closes the channel and the
         // forwarder stops there instead of waiting forever.
-        let (senders, receivers): (Vec<Mutex<Option<SyncSender<Decoded>>>>, Vec<Receiver<Decoded>>) = inputs
+        let (senders, receivers): (Vec<FileSender>, Vec<Receiver<Decoded>>) = inputs
             .iter()
             .map(|_| {
                 let (tx, rx) = sync_channel(FILE_CHANNEL_DEPTH);
@@ -63,7 +66,7 @@ impl ReadJob {
         });
     }
 
-    fn work(&self, inputs: &[AdmittedFile], senders: &[Mutex<Option<SyncSender<Decoded>>>], progress: &Progress, window: usize) {
+    fn work(&self, inputs: &[AdmittedFile], senders: &[FileSender], progress: &Progress, window: usize) {
         loop {
             let index = progress.next.fetch_add(1, Ordering::SeqCst);
             if index >= inputs.len() || !self.wait_for_window(progress, index, window) {

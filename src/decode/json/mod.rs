@@ -348,7 +348,10 @@ mod tests {
     fn decode_text(text: &[u8], layout: &Layout, chunk: usize) -> Result<String, DecodeError> {
         let tree = FieldTree::new(["id", "sale.amount", "note"]).map_err(|e| DecodeError::malformed(e, None))?;
         let mut batches = Vec::new();
-        decode_in_chunks(text, layout, &tree, &mut |b| Ok(batches.push(b)), chunk)?;
+        decode_in_chunks(text, layout, &tree, &mut |b| {
+            batches.push(b);
+            Ok(())
+        }, chunk)?;
         Ok(pretty_format_batches(&batches).map(|t| t.to_string()).unwrap_or_default())
     }
 

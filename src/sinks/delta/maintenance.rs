@@ -58,6 +58,25 @@ pub(super) async fn maintain(
     schedule: &mut Schedule,
 ) -> DeltaResult<Done> {
     let mut done = Done::default();
+    let start = table.version().map_or(0, |v| v as i64);
+    let result = upkeep(table, config, properties, schedule, &mut done).await;
+    // Everything upkeep wrote to the log (optimize, vacuum, checkpoint) must be durable before a
+    // later batch commit is: a lost entry under a durable later one would be a hole in the log.
+    if (result.is_err() || done != Done::default())
+        && let Ok(root) = table.table_url().to_file_path()
+    {
+        fsync_log(&root, start + 1).map_err(|e| DeltaTableError::Generic(format!("fsync _delta_log: {e}")))?;
+    }
+    result.map(|()| done)
+}
+
+async fn upkeep(
+    table: &mut DeltaTable,
+    config: &DeltaSinkConfig,
+    properties: WriterProperties,
+    schedule: &mut Schedule,
+    done: &mut Done,
+) -> DeltaResult<()> {
     if config.compact_min_files > 0
         && let Some(compacted) = compact(table, config, properties).await?
     {
@@ -73,6 +92,26 @@ pub(super) async fn maintain(
         done.vacuumed = true;
         table.update_state().await?;
     }
+    checkpoint_if_due(table, config, schedule, done).await
+}
+
+/// fsyncs the log entries from `from` on (commits, checkpoints, `_last_checkpoint`) and the
+/// log folder.
+fn fsync_log(root: &std::path::Path, from: i64) -> std::io::Result<()> {
+    let log = root.join("_delta_log");
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&log)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let version = name.split('.').next().and_then(|v| v.parse::<i64>().ok());
+        if name == "_last_checkpoint" || version.is_some_and(|v| v >= from) {
+            files.push(path);
+        }
+    }
+    fsync_files_and_folders(root, &files)
+}
+
+async fn checkpoint_if_due(table: &mut DeltaTable, config: &DeltaSinkConfig, schedule: &mut Schedule, done: &mut Done) -> DeltaResult<()> {
     if schedule.checkpointed.is_none() {
         schedule.checkpointed = Some(last_checkpoint(table).await.unwrap_or(0));
     }
@@ -82,7 +121,7 @@ pub(super) async fn maintain(
         schedule.checkpointed = Some(version);
         done.checkpoint = Some(version);
     }
-    Ok(done)
+    Ok(())
 }
 
 /// Rewrites small files of the partition that has the most of them (at least
