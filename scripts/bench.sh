@@ -3,7 +3,7 @@
 # Dask on the same files in the same run. Prints wall time, rows/s, MB/s, peak RSS, the ratio
 # to each peer, and W2's latency percentiles.
 #
-#   scripts/bench.sh                 # full size: about 15 minutes, 20 GB of scratch space
+#   scripts/bench.sh                 # full size: about 13 minutes, 20 GB of scratch space
 #   scripts/bench.sh --scale small   # seconds; what CI runs to show the script works
 #
 # Scratch data goes to $BENCH_DIR (default ~/.cache/ingestd/bench), removed at the end unless
