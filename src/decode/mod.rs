@@ -9,7 +9,7 @@
 mod csv;
 mod json;
 
-pub use json::{FieldTree, MAX_RECORD};
+pub use json::FieldTree;
 
 use crate::config::{FormatConfig, FormatKind};
 use arrow::record_batch::RecordBatch;

@@ -5,12 +5,13 @@
 mod record;
 mod syntax;
 
-pub use record::{FieldTree, TextColumns};
+pub use record::FieldTree;
+use record::TextColumns;
 
 use super::{DecodeError, Layout, Position, BATCH_ROWS};
 use arrow::record_batch::RecordBatch;
 use std::io::Read;
-use syntax::{bad, expect, peek, skip_string, skip_value, skip_ws, Misfit, Stop};
+use syntax::{after_key, bad, expect, peek, skip_string, skip_value, skip_ws, Misfit, Stop};
 
 /// The read buffer; it grows for a record larger than this, up to [`MAX_RECORD`].
 const CHUNK: usize = 4 << 20;
@@ -202,7 +203,7 @@ impl<'a> JsonReader<'a> {
             return bad("expected a key (a string)", i);
         }
         let key_end = skip_string(buf, i)?;
-        let value = skip_ws(buf, expect(buf, key_end, b':', "expected ':' after a key")?);
+        let value = after_key(buf, key_end)?;
         let is_path = !self.found[level] && buf[i + 1..key_end - 1] == *self.envelope[level].as_bytes();
         if !is_path {
             let end = skip_value(buf, value, level + 1)?;

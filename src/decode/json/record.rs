@@ -2,7 +2,7 @@
 //! keys are followed, every other value is skipped (its syntax still checked), and leaf values
 //! are appended straight to per-column buffers, so no record allocates.
 
-use super::syntax::{after_key, bad, literal, peek, read_string, skip_key, skip_value, skip_ws, Misfit, Step, Stop};
+use super::syntax::{self, literal, peek, read_string, skip_value, Misfit, Step, Stop};
 use arrow::array::{ArrayRef, StringArray};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -173,7 +173,7 @@ impl TextColumns {
             column.row_start = column.data.len();
             column.set = false;
         }
-        match self.object(tree, 0, buf, i, 1) {
+        match self.object(tree, 0, buf, i, 0) {
             Ok(end) => {
                 for column in &mut self.columns {
                     column.offsets.push(column.data.len() as i32);
@@ -191,40 +191,26 @@ impl TextColumns {
         }
     }
 
+    /// The object at `i` (node `node` of the tree): wanted keys are followed, others skipped.
     fn object(&mut self, tree: &FieldTree, node: usize, buf: &[u8], i: usize, depth: usize) -> Step {
-        let mut i = skip_ws(buf, i + 1);
-        if peek(buf, i)? == b'}' {
-            return Ok(i + 1);
-        }
-        loop {
-            if peek(buf, i)? != b'"' {
-                return bad("expected a key (a string)", i);
-            }
-            let (key_end, escaped) = skip_key(buf, i)?;
+        syntax::object(buf, i, depth, |key_start, key_end, escaped, value| {
             let target = if escaped {
                 self.key.clear();
-                read_string(buf, i, &mut self.key)?;
+                read_string(buf, key_start, &mut self.key)?;
                 tree.child(node, &self.key)
             } else {
-                tree.child(node, &buf[i + 1..key_end - 1])
+                tree.child(node, &buf[key_start + 1..key_end - 1])
             };
-            i = after_key(buf, key_end)?;
-            i = match target {
-                None => skip_value(buf, i, depth)?,
-                Some(Target::Leaf(column)) => self.leaf(column, buf, i, depth)?,
-                Some(Target::Object(child)) => match peek(buf, i)? {
-                    b'{' => self.object(tree, child, buf, i, depth + 1)?,
-                    b'n' => literal(buf, i, b"null")?,
-                    _ => return Err(Stop::Misfit(Misfit::NotAnObjectAt(child), i)),
+            match target {
+                None => skip_value(buf, value, depth + 1),
+                Some(Target::Leaf(column)) => self.leaf(column, buf, value, depth + 1),
+                Some(Target::Object(child)) => match peek(buf, value)? {
+                    b'{' => self.object(tree, child, buf, value, depth + 1),
+                    b'n' => literal(buf, value, b"null"),
+                    _ => Err(Stop::Misfit(Misfit::NotAnObjectAt(child), value)),
                 },
-            };
-            i = skip_ws(buf, i);
-            match peek(buf, i)? {
-                b',' => i = skip_ws(buf, i + 1),
-                b'}' => return Ok(i + 1),
-                _ => return bad("expected ',' or '}' in an object", i),
             }
-        }
+        })
     }
 
     /// A wanted value: strings unescaped, numbers and booleans as written, objects and arrays

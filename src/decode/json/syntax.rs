@@ -113,7 +113,12 @@ pub(super) fn skip_value(buf: &[u8], i: usize, depth: usize) -> Step {
     }
 }
 
-fn skip_object(buf: &[u8], i: usize, depth: usize) -> Step {
+/// Walks the object whose `{` is at `i`, checking its syntax. For each member,
+/// `member(key_start, key_end, escaped, value_start)` reads the value (the key runs from its
+/// opening quote at `key_start` to just after its closing quote at `key_end`) and returns the
+/// position after it.
+#[inline(always)]
+pub(super) fn object(buf: &[u8], i: usize, depth: usize, mut member: impl FnMut(usize, usize, bool, usize) -> Step) -> Step {
     if depth >= MAX_DEPTH {
         return bad("nested deeper than 512 levels", i);
     }
@@ -125,14 +130,18 @@ fn skip_object(buf: &[u8], i: usize, depth: usize) -> Step {
         if peek(buf, i)? != b'"' {
             return bad("expected a key (a string)", i);
         }
-        i = after_key(buf, skip_string(buf, i)?)?;
-        i = skip_ws(buf, skip_value(buf, i, depth + 1)?);
+        let (key_end, escaped) = skip_key(buf, i)?;
+        i = skip_ws(buf, member(i, key_end, escaped, after_key(buf, key_end)?)?);
         match peek(buf, i)? {
             b',' => i = skip_ws(buf, i + 1),
             b'}' => return Ok(i + 1),
             _ => return bad("expected ',' or '}' in an object", i),
         }
     }
+}
+
+fn skip_object(buf: &[u8], i: usize, depth: usize) -> Step {
+    object(buf, i, depth, |_, _, _, value| skip_value(buf, value, depth + 1))
 }
 
 fn skip_array(buf: &[u8], i: usize, depth: usize) -> Step {
