@@ -89,6 +89,7 @@ pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<
             runtime.offer_deferred(&ledger)?;
             on_batch(&runtime.totals);
         }
+        runtime.finish_upkeep(true).await;
         summary.totals.add(&runtime.totals);
     }
     summary.seconds = started.elapsed().as_secs_f64();
@@ -142,7 +143,13 @@ fn discover_loop(mut folder: FolderSource, tx: mpsc::Sender<Candidate>, halt: &A
     }
 }
 
-async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, mut rx: mpsc::Receiver<Candidate>, mut stop: watch::Receiver<bool>) {
+async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, rx: mpsc::Receiver<Candidate>, stop: watch::Receiver<bool>) {
+    feed(&mut runtime, ledger, rx, stop).await;
+    runtime.finish_upkeep(false).await;
+}
+
+/// Admits what discovery finds and commits batches as they fall due, until stopped.
+async fn feed(runtime: &mut SourceRuntime, ledger: SharedLedger, mut rx: mpsc::Receiver<Candidate>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_secs(1);
     // Files whose admission failed (unreadable for now, ledger busy): discovery will not hand them
     // on again while they are unchanged, so they are retried from here.

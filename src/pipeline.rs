@@ -18,6 +18,9 @@ use tracing::{debug, info, warn};
 const CHANNEL_DEPTH: usize = 4;
 
 mod read;
+mod upkeep;
+
+pub(crate) use upkeep::UpkeepTask;
 
 /// What the decoding threads report, in file order.
 enum Decoded {
@@ -112,23 +115,17 @@ impl SourceRuntime {
                     crate::metrics::METRICS.batch_committed(&self.name, &report, started.elapsed().as_secs_f64());
                     crate::fault_point!("after_ledger");
                     self.after_commit(&files);
-                    self.maintain_sinks().await;
+                    self.upkeep.iter().for_each(UpkeepTask::wake);
                     return Ok(BatchOutcome { report: Some(report), leftovers });
                 }
             }
         }
     }
 
-    /// Table upkeep after a batch. A failure is logged and counted; the batch stands.
-    async fn maintain_sinks(&self) {
-        for sink in &self.sinks {
-            match sink.maintain().await {
-                Ok(notes) => notes.iter().for_each(|note| info!(source = %self.name, sink = %sink.name(), "{note}")),
-                Err(error) => {
-                    warn!(source = %self.name, sink = %sink.name(), %error, "table maintenance failed; the batch is committed");
-                    crate::metrics::METRICS.errors.with_label_values(&[&self.name, "maintenance"]).inc();
-                }
-            }
+    /// Stops the sinks' upkeep tasks (see [`UpkeepTask::finish`]).
+    pub async fn finish_upkeep(&mut self, until_idle: bool) {
+        for task in std::mem::take(&mut self.upkeep) {
+            task.finish(until_idle).await;
         }
     }
 

@@ -95,6 +95,8 @@ pub struct SourceRuntime {
     inferred_path: PathBuf,
     mapping: Option<Mapping>,
     pub(crate) sinks: Vec<Box<dyn Sink>>,
+    /// The sinks' upkeep tasks, started once the sinks are prepared.
+    pub(crate) upkeep: Vec<crate::pipeline::UpkeepTask>,
     prepared: bool,
     pub batcher: Batcher,
     pub totals: Totals,
@@ -126,6 +128,7 @@ impl SourceRuntime {
             inferred_path,
             mapping,
             sinks,
+            upkeep: Vec::new(),
             prepared: false,
             totals: Totals::default(),
             needs_recovery: false,
@@ -385,6 +388,11 @@ impl SourceRuntime {
         if !self.prepared {
             for sink in &mut self.sinks {
                 sink.prepare(mapping.schema()).await?;
+            }
+            for sink in &self.sinks {
+                if let Some(upkeep) = sink.upkeep() {
+                    self.upkeep.push(crate::pipeline::UpkeepTask::spawn(self.name.clone(), sink.name().to_string(), upkeep));
+                }
             }
             self.prepared = true;
         }

@@ -39,6 +39,44 @@ fn small_commits_are_compacted_checkpointed_and_vacuumed_without_touching_rows()
     assert_eq!(ws.once()["totals"]["rows"], 0);
 }
 
+/// Two sources commit into one table at the same time, each with its own upkeep compacting
+/// the same partitions beside its batches: whichever compaction loses a race gives up, and no
+/// row is lost or doubled.
+#[test]
+fn two_sources_compacting_one_table_at_once_keep_every_row_once() {
+    let other_columns = ATTOM_COLUMNS.replace("[sources.attom.columns]", "[sources.other.columns]");
+    let config = format!(
+        "{}partition_by = [\"type\"]\ncompact_min_files = 4\nvacuum_retention = \"0s\"\nvacuum_interval = \"0s\"\n\
+         [sources.other]\npath = \"drop2\"\nsinks = [\"lake\"]\nmin_age = \"0s\"\n[sources.other.batch]\nmax_files = 1\n{other_columns}",
+        attom_config("min_age = \"0s\"\n[sources.attom.batch]\nmax_files = 1\n")
+    );
+    let ws = Workspace::with_config(&config);
+    let first = write_attom_files(&ws.path("drop"), &AttomSpec { files: 30, rows: 6_000, seed: 21 }).unwrap();
+    let second = write_attom_files(&ws.path("drop2"), &AttomSpec { files: 30, rows: 6_000, seed: 22 }).unwrap();
+    let mut paths = walk_files(&ws.path("drop"));
+    paths.extend(walk_files(&ws.path("drop2")));
+    let expected = fingerprints_of_files(&paths);
+
+    let table = ws.path("lake/attom");
+    let daemon = spawn_run(&ws, &["--log", "debug"], "run.log");
+    let want = first.rows + second.rows;
+    let seen = wait_until(std::time::Duration::from_secs(120), want, || delta_rows(&table));
+    terminate(daemon);
+    assert_eq!(seen, want, "log:\n{}", std::fs::read_to_string(ws.path("run.log")).unwrap_or_default());
+
+    let (lost, duplicated, unexpected) = compare_rows(&expected, &fingerprints_of_table(&read_delta(&table)));
+    assert_eq!((lost, duplicated, unexpected), (0, 0, 0));
+    let log = std::fs::read_to_string(ws.path("run.log")).unwrap_or_default();
+    for source in ["attom", "other"] {
+        let compactions = log.lines().filter(|l| l.contains("compacted") && l.contains(&format!("source={source}"))).count();
+        assert!(compactions > 0, "source {source} compacted:\n{log}");
+    }
+    // Files the losing compactions wrote were deleted, replaced files were vacuumed: every data
+    // file on disk is in the table.
+    let on_disk = walk_files(&table).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet") && !p.starts_with(table.join("_delta_log"))).count();
+    assert_eq!(on_disk, active_files(&table).len(), "log:\n{log}");
+}
+
 fn active_files(table: &std::path::Path) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {

@@ -119,11 +119,14 @@ pub fn main() -> i32 {
 fn init_logging(cli: &Cli) {
     // A bare level applies to ingestd; the libraries stay at warn. The delta kernel's snapshot
     // builder logs ERROR whenever it probes a table that does not exist yet (every first start);
-    // real failures reach ingestd as errors and are logged there, with context.
+    // real failures reach ingestd as errors and are logged there, with context. deltalake's
+    // transaction module logs every commit that lands after a concurrent one and every
+    // compaction that loses a race (routine: upkeep commits beside the batches); a real
+    // failure also reaches ingestd as an error.
     let directives = if cli.log.contains('=') || cli.log.contains(',') {
         cli.log.clone()
     } else {
-        format!("warn,buoyant_kernel::snapshot::builder=off,ingestd={}", cli.log)
+        format!("warn,buoyant_kernel::snapshot::builder=off,deltalake_core::kernel::transaction=off,ingestd={}", cli.log)
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ingestd=info"));
     let json = match cli.log_format {
@@ -135,7 +138,8 @@ fn init_logging(cli: &Cli) {
     if json {
         builder.json().with_current_span(false).init();
     } else {
-        builder.init();
+        // Colours only for a person at a terminal, not in files or the journal.
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }
 

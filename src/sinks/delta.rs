@@ -4,7 +4,7 @@
 
 mod maintenance;
 
-use super::{BatchManifest, Sink, SinkError, SinkWriter};
+use super::{BatchManifest, Sink, SinkError, SinkWriter, Upkeep};
 use crate::config::DeltaSinkConfig;
 use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -18,6 +18,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
+use std::sync::Arc;
 use url::Url;
 
 /// Commit-info key under which the batch manifest is stored.
@@ -32,8 +33,8 @@ pub struct DeltaSink {
     /// The table as of the last batch, brought up to date incrementally (reading the whole log
     /// for every batch would cost more with every commit).
     cached: Mutex<Option<DeltaTable>>,
-    /// When maintenance last checkpointed and vacuumed.
-    schedule: Mutex<maintenance::Schedule>,
+    /// Shared with this sink's upkeep, which commits beside the batches.
+    durable: DurableLog,
 }
 
 impl DeltaSink {
@@ -45,7 +46,7 @@ impl DeltaSink {
             instance: instance.to_string(),
             source: source.to_string(),
             cached: Mutex::new(None),
-            schedule: Mutex::new(maintenance::Schedule::default()),
+            durable: DurableLog::default(),
         }
     }
 
@@ -53,49 +54,88 @@ impl DeltaSink {
         SinkError::storage(&self.name, e)
     }
 
-    fn url(&self) -> Result<Url, SinkError> {
-        if self.config.uri.contains("://") {
-            return Url::parse(&self.config.uri).map_err(|e| self.err(format!("bad uri {:?}: {e}", self.config.uri)));
-        }
-        let path = std::path::Path::new(&self.config.uri);
-        std::fs::create_dir_all(path).map_err(|e| self.err(format!("cannot create {}: {e}", path.display())))?;
-        let path = path.canonicalize().map_err(|e| self.err(format!("{}: {e}", path.display())))?;
-        Url::from_directory_path(&path).map_err(|()| self.err(format!("bad table path {}", path.display())))
-    }
-
-    /// The table at its latest version, or `None` if there is no table yet.
     async fn open_existing(&self) -> Result<Option<DeltaTable>, SinkError> {
-        let mut table = DeltaTable::try_from_url(self.url()?).await.map_err(|e| self.err(e))?;
-        // Listing `_delta_log/` answers quietly; the kernel's own check logs an error for a new table.
-        let log_prefix = deltalake::Path::from("_delta_log");
-        let mut listing = table.object_store().list(Some(&log_prefix));
-        if listing.try_next().await.map_err(|e| self.err(e))?.is_none() {
-            return Ok(None);
-        }
-        drop(listing);
-        table.load().await.map_err(|e| self.err(e))?;
-        Ok(Some(table))
+        open_existing(&self.name, &self.config.uri).await
     }
 
     /// `cached` brought up to date, or the table opened afresh.
     async fn current(&self, cached: Option<DeltaTable>) -> Result<DeltaTable, SinkError> {
-        match cached {
-            Some(mut table) => {
-                table.update_state().await.map_err(|e| self.err(e))?;
-                Ok(table)
-            }
-            None => self.open().await,
-        }
+        current(&self.name, &self.config.uri, cached).await
     }
 
     /// The table at its latest version; it must exist.
     async fn open(&self) -> Result<DeltaTable, SinkError> {
-        self.open_existing().await?.ok_or_else(|| self.err(format!("no Delta table at {}", self.config.uri)))
+        self.current(None).await
+    }
+}
+
+/// The table's location as a URL; a local folder is created if missing.
+fn table_url(sink: &str, uri: &str) -> Result<Url, SinkError> {
+    let err = |e: String| SinkError::storage(sink, e);
+    if uri.contains("://") {
+        return Url::parse(uri).map_err(|e| err(format!("bad uri {uri:?}: {e}")));
+    }
+    let path = std::path::Path::new(uri);
+    std::fs::create_dir_all(path).map_err(|e| err(format!("cannot create {}: {e}", path.display())))?;
+    let path = path.canonicalize().map_err(|e| err(format!("{}: {e}", path.display())))?;
+    Url::from_directory_path(&path).map_err(|()| err(format!("bad table path {}", path.display())))
+}
+
+/// The table at its latest version, or `None` if there is no table yet.
+async fn open_existing(sink: &str, uri: &str) -> Result<Option<DeltaTable>, SinkError> {
+    let err = |e: DeltaTableError| SinkError::storage(sink, e);
+    let mut table = DeltaTable::try_from_url(table_url(sink, uri)?).await.map_err(err)?;
+    // Listing `_delta_log/` answers quietly; the kernel's own check logs an error for a new table.
+    let log_prefix = deltalake::Path::from("_delta_log");
+    let mut listing = table.object_store().list(Some(&log_prefix));
+    if listing.try_next().await.map_err(|e| SinkError::storage(sink, e))?.is_none() {
+        return Ok(None);
+    }
+    drop(listing);
+    table.load().await.map_err(err)?;
+    Ok(Some(table))
+}
+
+/// `cached` brought up to date, or the table opened afresh; it must exist.
+async fn current(sink: &str, uri: &str, cached: Option<DeltaTable>) -> Result<DeltaTable, SinkError> {
+    match cached {
+        Some(mut table) => {
+            table.update_state().await.map_err(|e| SinkError::storage(sink, e))?;
+            Ok(table)
+        }
+        None => open_existing(sink, uri).await?.ok_or_else(|| SinkError::storage(sink, format!("no Delta table at {uri}"))),
+    }
+}
+
+fn writer_properties(sink: &str, config: &DeltaSinkConfig) -> Result<WriterProperties, SinkError> {
+    let level = ZstdLevel::try_new(config.zstd_level).map_err(|e| SinkError::storage(sink, e))?;
+    Ok(WriterProperties::builder().set_compression(Compression::ZSTD(level)).build())
+}
+
+/// How far the local log is known to be on disk. Upkeep commits beside the batches, so a
+/// commit may land on top of another writer's entry that is not fsynced yet; a lost entry under
+/// a durable later one would be a hole in the log. Each commit therefore fsyncs every entry
+/// after the mark up to its own.
+#[derive(Clone, Default)]
+pub(super) struct DurableLog(Arc<Mutex<Option<i64>>>);
+
+impl DurableLog {
+    /// fsyncs the commit entries after the mark (or after `read`, the version the writer read,
+    /// when nothing is marked yet) through `version`, and moves the mark there.
+    async fn sync_through(&self, root: &std::path::Path, read: i64, version: i64) -> std::io::Result<()> {
+        let mut mark = self.0.lock().await;
+        let from = mark.unwrap_or(read) + 1;
+        let log = root.join("_delta_log");
+        let entries: Vec<_> = (from..=version).map(|v| log.join(format!("{v:020}.json"))).collect();
+        fsync_files_and_folders(root, &entries)?;
+        *mark = Some(version);
+        Ok(())
     }
 
-    fn writer_properties(&self) -> Result<WriterProperties, SinkError> {
-        let level = ZstdLevel::try_new(self.config.zstd_level).map_err(|e| self.err(e))?;
-        Ok(WriterProperties::builder().set_compression(Compression::ZSTD(level)).build())
+    /// Records that everything through `version` was fsynced by the caller.
+    async fn mark(&self, version: i64) {
+        let mut mark = self.0.lock().await;
+        *mark = Some(mark.map_or(version, |m| m.max(version)));
     }
 }
 
@@ -121,30 +161,29 @@ impl Sink for DeltaSink {
 
     async fn prepare(&mut self, schema: SchemaRef) -> Result<(), SinkError> {
         if let Some(table) = self.open_existing().await? {
-            let snapshot = table.snapshot().map_err(|e| self.err(e))?;
-            let have = snapshot.snapshot().arrow_schema();
-            let have: Vec<(String, ArrowType)> = have.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
-            let want: Vec<(String, ArrowType)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
-            if have != want {
-                return Err(SinkError::SchemaMismatch { sink: self.name.clone(), detail: format!("table has {have:?}, mapping gives {want:?}") });
-            }
-            return Ok(());
+            return self.adopt(&table, &schema).await;
         }
-        let table = DeltaTable::try_from_url(self.url()?).await.map_err(|e| self.err(e))?;
+        let table = DeltaTable::try_from_url(table_url(&self.name, &self.config.uri)?).await.map_err(|e| self.err(e))?;
         let mut columns = Vec::new();
         for field in schema.fields() {
             let kind = delta_type(field.data_type())
                 .ok_or_else(|| self.err(format!("column {:?}: type {} has no Delta equivalent", field.name(), field.data_type())))?;
             columns.push(StructField::new(field.name().clone(), kind, true));
         }
-        table
+        let created = table
             .create()
             .with_columns(columns)
             .with_partition_columns(self.config.partition_by.clone())
             .with_table_name(self.name.clone())
-            .await
-            .map_err(|e| self.err(format!("cannot create table at {}: {e}", self.config.uri)))?;
-        Ok(())
+            .await;
+        match created {
+            Ok(table) => self.sync_log(&table, 0, 0).await,
+            // Another source sharing this table created it first.
+            Err(e) => match self.open_existing().await? {
+                Some(table) => self.adopt(&table, &schema).await,
+                None => Err(self.err(format!("cannot create table at {}: {e}", self.config.uri))),
+            },
+        }
     }
 
     async fn recover(&self) -> Result<Option<i64>, SinkError> {
@@ -180,9 +219,10 @@ impl Sink for DeltaSink {
         *cached = Some(table.clone());
         let writer = RecordBatchWriter::for_table(&table)
             .map_err(|e| self.err(e))?
-            .with_writer_properties(self.writer_properties()?);
+            .with_writer_properties(writer_properties(&self.name, &self.config)?);
         Ok(Box::new(DeltaBatchWriter {
             sink: self.name.clone(),
+            durable: self.durable.clone(),
             app_id: self.app_id.clone(),
             flush_at: self.config.target_file_size.0 as usize,
             partition_by: self.config.partition_by.clone(),
@@ -192,29 +232,40 @@ impl Sink for DeltaSink {
         }))
     }
 
-    async fn maintain(&self) -> Result<Vec<String>, SinkError> {
-        let mut cached = self.cached.lock().await;
-        let mut table = self.current(cached.take()).await?;
-        let mut schedule = self.schedule.lock().await;
-        let result = maintenance::maintain(&mut table, &self.config, self.writer_properties()?, &mut schedule).await;
-        *cached = Some(table);
-        let done = result.map_err(|e| self.err(format!("maintenance: {e}")))?;
-        let mut notes = Vec::new();
-        if let Some((rewritten, written, version)) = done.compacted {
-            notes.push(format!("compacted {rewritten} small files into {written} (version {version})"));
+    fn upkeep(&self) -> Option<Box<dyn Upkeep>> {
+        Some(Box::new(maintenance::DeltaUpkeep::new(&self.name, self.config.clone(), self.durable.clone())))
+    }
+}
+
+impl DeltaSink {
+    /// Checks an existing table against the mapping and makes sure the log this run builds on
+    /// is on disk (a crash before may have left it in the page cache only); entries before the
+    /// last checkpoint are covered by it.
+    async fn adopt(&self, table: &DeltaTable, schema: &SchemaRef) -> Result<(), SinkError> {
+        let snapshot = table.snapshot().map_err(|e| self.err(e))?;
+        let have = snapshot.snapshot().arrow_schema();
+        let have: Vec<(String, ArrowType)> = have.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        let want: Vec<(String, ArrowType)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        if have != want {
+            return Err(SinkError::SchemaMismatch { sink: self.name.clone(), detail: format!("table has {have:?}, mapping gives {want:?}") });
         }
-        if done.vacuumed {
-            notes.push(format!("vacuum deleted replaced files older than {}", humantime::format_duration(self.config.vacuum_retention.0)));
+        let version = table.version().map_or(0, |v| v as i64);
+        self.sync_log(table, maintenance::last_checkpoint(table).await.unwrap_or(0), version).await
+    }
+
+    /// fsyncs the log entries from `from` through `version` (and checkpoints), and marks them.
+    async fn sync_log(&self, table: &DeltaTable, from: i64, version: i64) -> Result<(), SinkError> {
+        if let Ok(root) = table.table_url().to_file_path() {
+            maintenance::fsync_log(&root, from).map_err(|e| self.err(format!("fsync _delta_log: {e}")))?;
         }
-        if let Some(version) = done.checkpoint {
-            notes.push(format!("checkpoint at version {version}"));
-        }
-        Ok(notes)
+        self.durable.mark(version).await;
+        Ok(())
     }
 }
 
 struct DeltaBatchWriter {
     sink: String,
+    durable: DurableLog,
     app_id: String,
     flush_at: usize,
     partition_by: Vec<String>,
@@ -249,6 +300,7 @@ impl SinkWriter for DeltaBatchWriter {
         // Defence in depth: a batch the table already holds (an earlier attempt landed) is not
         // committed twice.
         let snapshot = self.table.snapshot().map_err(|e| self.err(e))?;
+        let read_version = snapshot.version();
         if let Some(held) = snapshot.transaction_version(self.table.log_store().as_ref(), &self.app_id).await.map_err(|e| self.err(e))?
             && held >= manifest.seq
         {
@@ -286,8 +338,10 @@ impl SinkWriter for DeltaBatchWriter {
             .map_err(|e| self.err(e))?;
         let version = finalized.version();
         if let Some(root) = &local_root {
-            let entry = root.join("_delta_log").join(format!("{version:020}.json"));
-            fsync_files_and_folders(root, &[entry]).map_err(|e| SinkError::storage(&self.sink, format!("fsync commit {version}: {e}")))?;
+            self.durable
+                .sync_through(root, read_version as i64, version as i64)
+                .await
+                .map_err(|e| SinkError::storage(&self.sink, format!("fsync commit {version}: {e}")))?;
         }
         Ok(format!("delta version {version}"))
     }

@@ -70,11 +70,18 @@ pub trait Sink: Send + Sync {
     async fn batches_after(&self, after: i64) -> Result<Vec<(BatchManifest, String)>, SinkError>;
     /// Starts writing a batch; nothing is visible until [`SinkWriter::commit`].
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError>;
-    /// Upkeep between batches (compaction, checkpoints, vacuum) that leaves the rows as they
-    /// are; returns what was done, for the log.
-    async fn maintain(&self) -> Result<Vec<String>, SinkError> {
-        Ok(Vec::new())
+    /// The sink's table upkeep (compaction, checkpoints, vacuum), if it needs any. It runs
+    /// beside the batches on its own handle, so a long round never delays a commit.
+    fn upkeep(&self) -> Option<Box<dyn Upkeep>> {
+        None
     }
+}
+
+/// Upkeep of a sink's storage that never changes the rows a reader sees.
+#[async_trait]
+pub trait Upkeep: Send {
+    /// One round; returns what was done, for the log (empty when there was nothing to do).
+    async fn round(&mut self) -> Result<Vec<String>, SinkError>;
 }
 
 /// The data files of one batch being written.

@@ -5,34 +5,79 @@
 //! deltalake's own `optimize` needs DataFusion (a large build); compaction here reads the small
 //! files with the parquet crate and writes them back with the same writer the batches use.
 
-use super::fsync_files_and_folders;
+use super::{fsync_files_and_folders, DurableLog};
+use crate::sinks::{SinkError, Upkeep};
+use async_trait::async_trait;
 use crate::config::DeltaSinkConfig;
 use arrow::array::{new_null_array, ArrayRef, StringArray};
 use arrow::record_batch::RecordBatch;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, LogicalFileView};
 use deltalake::logstore::object_store::ObjectStoreExt;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaResult, DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::debug;
+
+/// How often a compaction is retried on top of newer versions before it gives up for a round.
+const COMMIT_ATTEMPTS: usize = 20;
+
+/// One sink's upkeep, with its own handle on the table: it runs beside the batches (appends
+/// and `dataChange = false` rewrites do not conflict in Delta), never between them.
+pub(in crate::sinks) struct DeltaUpkeep {
+    sink: String,
+    config: DeltaSinkConfig,
+    durable: DurableLog,
+    table: Option<DeltaTable>,
+    schedule: Schedule,
+}
+
+impl DeltaUpkeep {
+    pub(super) fn new(sink: &str, config: DeltaSinkConfig, durable: DurableLog) -> DeltaUpkeep {
+        DeltaUpkeep { sink: sink.to_string(), config, durable, table: None, schedule: Schedule::default() }
+    }
+}
+
+#[async_trait]
+impl Upkeep for DeltaUpkeep {
+    async fn round(&mut self) -> Result<Vec<String>, SinkError> {
+        let mut table = super::current(&self.sink, &self.config.uri, self.table.take()).await?;
+        let properties = super::writer_properties(&self.sink, &self.config)?;
+        let result = maintain(&mut table, &self.config, properties, &mut self.schedule, &self.durable).await;
+        self.table = Some(table);
+        let done = result.map_err(|e| SinkError::storage(&self.sink, format!("maintenance: {e}")))?;
+        let mut notes = Vec::new();
+        if let Some((rewritten, written, version)) = done.compacted {
+            notes.push(format!("compacted {rewritten} small files into {written} (version {version})"));
+        }
+        if done.vacuumed {
+            notes.push(format!("vacuum deleted replaced files older than {}", humantime::format_duration(self.config.vacuum_retention.0)));
+        }
+        if let Some(version) = done.checkpoint {
+            notes.push(format!("checkpoint at version {version}"));
+        }
+        Ok(notes)
+    }
+}
 
 /// What one round of maintenance did.
 #[derive(Debug, Default, PartialEq)]
-pub struct Done {
-    pub checkpoint: Option<i64>,
+struct Done {
+    checkpoint: Option<i64>,
     /// (files rewritten, files written, version)
-    pub compacted: Option<(usize, usize, i64)>,
-    pub vacuumed: bool,
+    compacted: Option<(usize, usize, i64)>,
+    vacuumed: bool,
 }
 
 /// The table's latest checkpoint version, from `_delta_log/_last_checkpoint`.
-async fn last_checkpoint(table: &DeltaTable) -> Option<i64> {
+pub(super) async fn last_checkpoint(table: &DeltaTable) -> Option<i64> {
     let path = deltalake::Path::from("_delta_log/_last_checkpoint");
     let bytes = table.object_store().get(&path).await.ok()?.bytes().await.ok()?;
     serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("version")?.as_i64()
@@ -40,32 +85,35 @@ async fn last_checkpoint(table: &DeltaTable) -> Option<i64> {
 
 /// When maintenance last did what, per sink.
 #[derive(Debug, Default)]
-pub(super) struct Schedule {
+struct Schedule {
     /// Version of the latest checkpoint (read from the table the first time).
-    pub checkpointed: Option<i64>,
-    pub vacuumed_at: Option<Instant>,
+    checkpointed: Option<i64>,
+    vacuumed_at: Option<Instant>,
     /// A compaction replaced files since the last vacuum.
-    pub replaced: bool,
+    replaced: bool,
 }
 
 /// One round: compaction if a partition has enough small files, vacuum if it is due and
 /// something was replaced, and a checkpoint if `checkpoint_interval` commits have passed since
 /// the last one. `table` must be current.
-pub(super) async fn maintain(
+async fn maintain(
     table: &mut DeltaTable,
     config: &DeltaSinkConfig,
     properties: WriterProperties,
     schedule: &mut Schedule,
+    durable: &DurableLog,
 ) -> DeltaResult<Done> {
     let mut done = Done::default();
-    let start = table.version().map_or(0, |v| v as i64);
+    let start = version(table);
     let result = upkeep(table, config, properties, schedule, &mut done).await;
     // Everything upkeep wrote to the log (optimize, vacuum, checkpoint) must be durable before a
-    // later batch commit is: a lost entry under a durable later one would be a hole in the log.
+    // later commit counts on it (see `DurableLog`).
     if (result.is_err() || done != Done::default())
         && let Ok(root) = table.table_url().to_file_path()
     {
+        let through = version(table);
         fsync_log(&root, start + 1).map_err(|e| DeltaTableError::Generic(format!("fsync _delta_log: {e}")))?;
+        durable.mark(through).await;
     }
     result.map(|()| done)
 }
@@ -95,9 +143,13 @@ async fn upkeep(
     checkpoint_if_due(table, config, schedule, done).await
 }
 
+fn version(table: &DeltaTable) -> i64 {
+    table.version().map_or(0, |v| v as i64)
+}
+
 /// fsyncs the log entries from `from` on (commits, checkpoints, `_last_checkpoint`) and the
 /// log folder.
-fn fsync_log(root: &std::path::Path, from: i64) -> std::io::Result<()> {
+pub(super) fn fsync_log(root: &std::path::Path, from: i64) -> std::io::Result<()> {
     let log = root.join("_delta_log");
     let mut files = Vec::new();
     for entry in std::fs::read_dir(&log)? {
@@ -115,7 +167,7 @@ async fn checkpoint_if_due(table: &mut DeltaTable, config: &DeltaSinkConfig, sch
     if schedule.checkpointed.is_none() {
         schedule.checkpointed = Some(last_checkpoint(table).await.unwrap_or(0));
     }
-    let version = table.version().map_or(0, |v| v as i64);
+    let version = version(table);
     if config.checkpoint_interval > 0 && version - schedule.checkpointed.unwrap_or(0) >= config.checkpoint_interval as i64 {
         deltalake::checkpoints::create_checkpoint(table, None).await?;
         schedule.checkpointed = Some(version);
@@ -126,7 +178,7 @@ async fn checkpoint_if_due(table: &mut DeltaTable, config: &DeltaSinkConfig, sch
 
 /// Rewrites small files of the partition that has the most of them (at least
 /// `compact_min_files`) into one or a few files.
-async fn compact(table: &DeltaTable, config: &DeltaSinkConfig, properties: WriterProperties) -> DeltaResult<Option<(usize, usize, i64)>> {
+async fn compact(table: &mut DeltaTable, config: &DeltaSinkConfig, properties: WriterProperties) -> DeltaResult<Option<(usize, usize, i64)>> {
     let target = config.target_file_size.0 as i64;
     let mut by_partition: BTreeMap<Vec<(String, Option<String>)>, Vec<LogicalFileView>> = BTreeMap::new();
     let files: Vec<LogicalFileView> = table.get_active_add_actions_by_partitions(&[]).try_collect().await?;
@@ -176,13 +228,39 @@ async fn compact(table: &DeltaTable, config: &DeltaSinkConfig, properties: Write
     let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
     actions.extend(small.iter().map(|f| Action::Remove(f.remove_action(false))));
     let operation = DeltaOperation::Optimize { predicate: None, target_size: target };
-    let snapshot = table.snapshot()?;
-    // Checkpoints are ours to schedule (see `maintain`), not the post-commit hook's.
-    let finalized = CommitBuilder::from(CommitProperties::default().with_create_checkpoint(false))
-        .with_actions(actions)
-        .build(Some(snapshot), table.log_store(), operation)
-        .await?;
-    Ok(Some((small.len(), written, finalized.version() as i64)))
+    let replaced: Vec<String> = small.iter().map(|f| f.path().to_string()).collect();
+    // deltalake's conflict check lets a concurrent `dataChange = false` remove of the same file
+    // through (another source's upkeep on this table, another machine): commit only on top of
+    // a version where every replaced file is still active, re-checked after each lost race.
+    for _ in 0..COMMIT_ATTEMPTS {
+        let active: HashSet<String> = table.get_active_add_actions_by_partitions(&[]).map_ok(|f| f.path().to_string()).try_collect().await?;
+        if !replaced.iter().all(|path| active.contains(path)) {
+            debug!(files = replaced.len(), "compaction gave up: another writer replaced some of its files");
+            discard(table, &actions).await;
+            return Ok(None);
+        }
+        // Checkpoints are ours to schedule (see `maintain`), not the post-commit hook's.
+        let properties = CommitProperties::default().with_create_checkpoint(false).with_max_retries(0);
+        let attempt = CommitBuilder::from(properties).with_actions(actions.clone()).build(Some(table.snapshot()?), table.log_store(), operation.clone()).await;
+        match attempt {
+            Ok(finalized) => return Ok(Some((small.len(), written, finalized.version() as i64))),
+            Err(DeltaTableError::Transaction { source: TransactionError::MaxCommitAttempts(_) }) => table.update_state().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    discard(table, &actions).await;
+    Ok(None)
+}
+
+/// Deletes the files a compaction wrote but could not commit (no reader ever saw them).
+async fn discard(table: &DeltaTable, actions: &[Action]) {
+    for action in actions {
+        if let Action::Add(add) = action
+            && let Ok(path) = deltalake::Path::from_url_path(&add.path)
+        {
+            let _ = table.object_store().delete(&path).await;
+        }
+    }
 }
 
 /// Data files hold no partition columns (they live in the paths); the writer wants the
@@ -219,6 +297,9 @@ async fn vacuum(table: &DeltaTable, config: &DeltaSinkConfig) -> DeltaResult<()>
         .with_retention_period(retention)
         // The retention is the operator's choice (config), not only the table property's.
         .with_enforce_retention_duration(false)
+        // Only files the log removed: a batch being written beside upkeep has files no commit
+        // names yet, which a full vacuum would take for orphans.
+        .with_mode(VacuumMode::Lite)
         .with_commit_properties(CommitProperties::default().with_create_checkpoint(false))
         .await?;
     Ok(())
