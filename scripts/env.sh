@@ -15,6 +15,20 @@ ensure_python_readers() {
     fi
 }
 
+# Debian packages the service tests use: Prometheus and promtool, systemd-analyze, make.
+ensure_debian_packages() {
+    local missing=()
+    { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
+    command -v systemd-analyze >/dev/null || missing+=(systemd)
+    command -v make >/dev/null || missing+=(make)
+    if [ ${#missing[@]} -gt 0 ]; then
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo=sudo
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+}
+
 # The peers of scripts/bench.sh, in the same private environment.
 ensure_bench_peers() {
     if ! "$INGESTD_VENV/bin/python" -c 'import duckdb, polars, dask.dataframe, pandas' 2>/dev/null; then

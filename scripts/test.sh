@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
+echo "== Debian packages (prometheus, promtool, systemd-analyze, make)"
+ensure_debian_packages
 echo "== python readers (venv at $INGESTD_VENV)"
 ensure_python_readers
 echo "== cargo test (release profile, target $CARGO_TARGET_DIR)"

@@ -1,6 +1,10 @@
-//! The daemon's HTTP endpoint: `/metrics` (Prometheus text format) and `/healthz`.
+//! The daemon's HTTP endpoint: `/metrics` (Prometheus text format), `/healthz` (the process
+//! answers), `/readyz` (ledger open, every source watched, every sink reachable; 503 with the
+//! reasons otherwise) and `/v1/status` (JSON, see [`crate::status::Snapshot`]).
 
 use crate::metrics::METRICS;
+use crate::status::STATUS;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
 use std::net::SocketAddr;
@@ -12,7 +16,9 @@ use tracing::{error, info};
 pub async fn serve(listen: SocketAddr, mut stop: watch::Receiver<bool>) {
     let app = Router::new()
         .route("/metrics", get(|| async { ([("content-type", "text/plain; version=0.0.4")], METRICS.render()) }))
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/status", get(status));
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -21,7 +27,7 @@ pub async fn serve(listen: SocketAddr, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
-    info!(%listen, "serving /metrics and /healthz");
+    info!(%listen, "serving /metrics, /healthz, /readyz and /v1/status");
     let shutdown = async move {
         while !*stop.borrow() {
             if stop.changed().await.is_err() {
@@ -32,4 +38,16 @@ pub async fn serve(listen: SocketAddr, mut stop: watch::Receiver<bool>) {
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
         error!(error = %e, "HTTP endpoint failed");
     }
+}
+
+async fn readyz() -> (StatusCode, String) {
+    match STATUS.not_ready() {
+        None => (StatusCode::OK, "ready\n".to_string()),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+    }
+}
+
+async fn status() -> ([(&'static str, &'static str); 1], String) {
+    let body = serde_json::to_string_pretty(&STATUS.snapshot()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    ([("content-type", "application/json")], body)
 }

@@ -24,4 +24,6 @@ pub mod pipeline;
 pub mod quarantine;
 pub mod runtime;
 pub mod sample;
+pub mod service;
 pub mod sinks;
+pub mod status;

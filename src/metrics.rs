@@ -19,6 +19,10 @@ pub struct Metrics {
     pub errors: IntCounterVec,
     /// Time from the start of a batch to its last commit.
     pub batch_seconds: HistogramVec,
+    /// Time one sink takes to commit one batch.
+    pub commit_seconds: HistogramVec,
+    /// Config reloads (SIGHUP) by outcome: applied, refused.
+    pub reloads: IntCounterVec,
     /// Unix time of the last successful commit, per sink.
     pub last_commit: GaugeVec,
     /// Files admitted and waiting for their batch.
@@ -45,6 +49,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
         &["source"],
     )?;
     registry.register(Box::new(batch_seconds.clone()))?;
+    let commit_seconds = HistogramVec::new(
+        HistogramOpts::new("ingestd_commit_duration_seconds", "Time one sink takes to commit one batch.")
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        &["source", "sink"],
+    )?;
+    registry.register(Box::new(commit_seconds.clone()))?;
+    let reloads = counter("ingestd_config_reloads_total", "Config reloads (SIGHUP) by outcome.", &["outcome"])?;
     let last_commit = GaugeVec::new(Opts::new("ingestd_last_commit_timestamp_seconds", "Unix time of the last successful commit."), &["source", "sink"])?;
     registry.register(Box::new(last_commit.clone()))?;
     let pending = IntGaugeVec::new(Opts::new("ingestd_pending_files", "Files admitted and waiting for their batch."), &["source"])?;
@@ -55,7 +66,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(build_info.clone()))?;
     build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-    Ok(Metrics { registry, files, rows, bytes, bad_rows, errors, batch_seconds, last_commit, pending, oldest_pending_seconds })
+    Ok(Metrics { registry, files, rows, bytes, bad_rows, errors, batch_seconds, commit_seconds, reloads, last_commit, pending, oldest_pending_seconds })
 }
 
 /// The process's metrics.

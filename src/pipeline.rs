@@ -8,8 +8,10 @@ use crate::admit::AdmittedFile;
 use crate::decode::{DecodeError, DecodePlan};
 use crate::ledger::BatchEntry;
 use crate::map::Mapping;
+use crate::metrics::METRICS;
 use crate::runtime::{RuntimeError, SharedLedger, SourceRuntime};
 use crate::sinks::{BatchManifest, ManifestFile, SinkWriter};
+use crate::status::STATUS;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -112,7 +114,7 @@ impl SourceRuntime {
                         return Err(RuntimeError::Io(format!("batch {} cannot be redone identically: it no longer fits max_rows", redo.seq)));
                     }
                     let report = self.commit(ledger, &files, &per_file, writers, &targets, redo).await?;
-                    crate::metrics::METRICS.batch_committed(&self.name, &report, started.elapsed().as_secs_f64());
+                    METRICS.batch_committed(&self.name, &report, started.elapsed().as_secs_f64());
                     crate::fault_point!("after_ledger");
                     self.after_commit(&files);
                     self.upkeep.iter().for_each(UpkeepTask::wake);
@@ -213,7 +215,16 @@ impl SourceRuntime {
         };
         for (writer, &i) in writers.into_iter().zip(targets) {
             let sink_name = self.sinks[i].name().to_string();
-            let reference = match writer.commit(&manifest).await {
+            let started = std::time::Instant::now();
+            let committed = writer.commit(&manifest).await;
+            METRICS.commit_seconds.with_label_values(&[&self.name, &sink_name]).observe(started.elapsed().as_secs_f64());
+            if let Err(error) = &committed {
+                STATUS.sink(&self.name, &sink_name, |s| {
+                    s.reachable = false;
+                    s.last_error = Some(error.to_string());
+                });
+            }
+            let reference = match committed {
                 Ok(reference) => reference,
                 Err(error) => {
                     // The commit may or may not have landed: ask the sink, never guess.
@@ -232,6 +243,12 @@ impl SourceRuntime {
             };
             crate::fault_point!("after_sink_commit");
             self.lock(ledger)?.record_sink_commit(&self.name, seq, &sink_name, &reference)?;
+            STATUS.sink(&self.name, &sink_name, |s| {
+                s.reachable = true;
+                s.last_error = None;
+                s.last_commit_at = Some(chrono::Utc::now().to_rfc3339());
+                s.last_commit = Some(reference.clone());
+            });
             report.commits.push((sink_name, reference));
         }
         crate::fault_point!("inside_ledger_update");

@@ -9,6 +9,7 @@ use crate::discover::Candidate;
 use crate::ledger::{BatchEntry, FileEntry, FileState, Ledger, LedgerError};
 use crate::map::{infer, Mapping};
 use crate::metrics::METRICS;
+use crate::status::STATUS;
 use crate::pipeline::{BatchReport, Redo};
 use crate::quarantine::{self, ErrorReport};
 use crate::sinks::{self, Sink, SinkError};
@@ -189,6 +190,9 @@ impl SourceRuntime {
             }
         }
         self.needs_recovery = false;
+        for sink in &self.sinks {
+            STATUS.sink(&self.name, sink.name(), |s| s.reachable = true);
+        }
         Ok(())
     }
 
@@ -308,10 +312,18 @@ impl SourceRuntime {
     }
 
     /// Updates the gauges of waiting files.
-    pub fn publish_pending(&self) {
+    /// Publishes the queue and the totals to the metrics and the status board.
+    pub fn publish(&self) {
         METRICS.pending.with_label_values(&[&self.name]).set(self.batcher.len() as i64);
         let age = self.batcher.oldest_wait(Instant::now()).map_or(0.0, |d| d.as_secs_f64());
         METRICS.oldest_pending_seconds.with_label_values(&[&self.name]).set(age);
+        STATUS.source(&self.name, |s| {
+            s.pending = self.batcher.len();
+            s.committed_files = self.totals.files;
+            s.committed_rows = self.totals.rows;
+            s.duplicates = self.totals.duplicates;
+            s.quarantined = self.totals.quarantined;
+        });
     }
 
     /// Whether files are queued or deferred.
@@ -327,7 +339,13 @@ impl SourceRuntime {
         }
         while let Some(files) = self.batcher.next_batch(Instant::now(), flush) {
             let taken = files.clone();
-            match self.commit_files(ledger, files, None).await {
+            STATUS.source(&self.name, |s| {
+                s.in_flight = files.len();
+                s.pending = self.batcher.len();
+            });
+            let result = self.commit_files(ledger, files, None).await;
+            STATUS.source(&self.name, |s| s.in_flight = 0);
+            match result {
                 Ok(outcome) => {
                     self.batcher.put_back(outcome.leftovers);
                     reports.extend(outcome.report);
@@ -391,7 +409,9 @@ impl SourceRuntime {
             }
             for sink in &self.sinks {
                 if let Some(upkeep) = sink.upkeep() {
-                    self.upkeep.push(crate::pipeline::UpkeepTask::spawn(self.name.clone(), sink.name().to_string(), upkeep));
+                    let task = crate::pipeline::UpkeepTask::spawn(self.name.clone(), sink.name().to_string(), upkeep)
+                        .map_err(|e| RuntimeError::Internal(format!("cannot start table upkeep for sink {}: {e}", sink.name())))?;
+                    self.upkeep.push(task);
                 }
             }
             self.prepared = true;

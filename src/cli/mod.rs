@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(name = "ingestd", version, about = "Files dropped in folders become rows in a Delta table or Parquet dataset, exactly once.")]
@@ -147,7 +148,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run => {
             let config = load_or_default(&cli.config)?;
-            runtime()?.block_on(run(config))?;
+            let config_path = cli.config.exists().then(|| cli.config.clone());
+            let runtime = runtime()?;
+            let result = runtime.block_on(run(config_path, config));
+            // Decoding threads of a batch abandoned at the shutdown timeout are not waited for.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            result?;
             Ok(0)
         }
         Command::Once { json } => {
@@ -200,26 +206,26 @@ fn load_or_default(path: &Path) -> Result<Config> {
     }
 }
 
-async fn run(config: Config) -> Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    crate::daemon::run(&config, stop_rx).await.map_err(|e| anyhow::anyhow!(e))
-}
-
-async fn wait_for_signal() {
+/// `ingestd run`: SIGTERM and SIGINT stop, SIGHUP reloads `config_path`.
+async fn run(config_path: Option<PathBuf>, config: Config) -> Result<()> {
+    use crate::daemon::Control;
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    let (control, control_rx) = tokio::sync::mpsc::channel(4);
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            let message = tokio::select! {
+                _ = term.recv() => Control::Stop,
+                _ = int.recv() => Control::Stop,
+                _ = hup.recv() => Control::Reload,
+            };
+            tracing::info!(?message, "signal received");
+            if control.send(message).await.is_err() {
+                return;
             }
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    });
+    crate::daemon::run(config_path.as_deref(), config, control_rx).await.map_err(|e| anyhow::anyhow!(e))
 }

@@ -1,9 +1,9 @@
 //! The mapping from nested input fields to the flat, typed columns of the output table.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One output column: where its value comes from and what type it has.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnConfig {
     /// Dotted path into a JSON record (`sale.amount.saleamt`), or a CSV header name.
@@ -22,7 +22,7 @@ pub struct ColumnConfig {
 }
 
 /// The column types ingestd writes. They map one to one onto Arrow, Parquet and Delta types.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ColumnType {
     String,

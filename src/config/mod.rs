@@ -16,11 +16,11 @@ pub use source::{
 };
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Names this daemon in the Delta `txn` app id and the commit info. Two daemons appending to
@@ -37,6 +37,10 @@ pub struct Config {
     /// Default: the number of CPU cores.
     #[serde(default = "defaults::decode_threads")]
     pub decode_threads: usize,
+    /// How long a stop (SIGTERM, SIGINT) waits for the batches in flight before it abandons
+    /// them and exits; an abandoned batch is settled at the next start (never half committed).
+    #[serde(default = "defaults::shutdown_timeout")]
+    pub shutdown_timeout: units::HumanDuration,
     /// The HTTP endpoint of `ingestd run`.
     #[serde(default)]
     pub http: HttpConfig,
@@ -49,7 +53,7 @@ pub struct Config {
 }
 
 /// The HTTP endpoint: `/metrics` (Prometheus) and `/healthz`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address and port to listen on (loopback by default); an empty string turns it off.
@@ -86,6 +90,9 @@ pub mod defaults {
     }
     pub fn decode_threads() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+    pub fn shutdown_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
     }
     pub fn http_listen() -> String {
         "127.0.0.1:9464".to_string()

@@ -2,10 +2,10 @@
 
 use super::defaults;
 use super::units::{ByteSize, HumanDuration};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A sink. Kafka, Druid and S3 locations slot in as further kinds with their own keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SinkConfig {
     /// A Delta Lake table.
@@ -15,7 +15,7 @@ pub enum SinkConfig {
 }
 
 /// A Delta Lake table, created on first use with the source's columns.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeltaSinkConfig {
     /// Table location: a local path (relative to the config file's folder) or `file://` URL.
@@ -53,7 +53,7 @@ pub struct DeltaSinkConfig {
 }
 
 /// A folder of Parquet files with deterministic names, one or more per batch.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSinkConfig {
     /// The dataset folder (relative to the config file's folder).
@@ -70,7 +70,7 @@ pub struct ParquetSinkConfig {
 }
 
 /// Compression of Parquet data files.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ParquetCompression {
     Zstd,

@@ -4,12 +4,12 @@ use super::columns::ColumnConfig;
 use super::defaults;
 use super::units::{ByteSize, HumanDuration};
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// A source of files. Today the only kind is a folder on the local file system; HTTP and S3
 /// sources slot in as further `kind`s with their own keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// What kind of source this is.
@@ -68,7 +68,7 @@ pub struct SourceConfig {
 }
 
 /// The kinds of source.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// A local drop folder.
@@ -76,7 +76,7 @@ pub enum SourceKind {
 }
 
 /// How a file is decoded.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FormatConfig {
     /// `auto` sniffs the content (and the extension, if any); or one of `json` (an array, or
@@ -99,7 +99,7 @@ impl Default for FormatConfig {
 }
 
 /// The input formats.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FormatKind {
     Auto,
@@ -109,7 +109,7 @@ pub enum FormatKind {
 }
 
 /// CSV dialect (RFC 4180 by default).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CsvConfig {
     /// Field delimiter, one ASCII character (`\t` for TSV).
@@ -139,7 +139,7 @@ impl Default for CsvConfig {
 }
 
 /// What happens to a row holding a value that cannot be converted.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BadRowPolicy {
     /// The whole file goes to quarantine; none of its rows are committed.
@@ -151,7 +151,7 @@ pub enum BadRowPolicy {
 }
 
 /// What happens to a source file after its rows are committed.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AfterCommit {
     /// Leave it where it is (the ledger remembers it).
@@ -163,7 +163,7 @@ pub enum AfterCommit {
 }
 
 /// Bounds of a micro-batch: a batch closes when any bound is reached.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     /// Most files in one batch.

@@ -1,6 +1,6 @@
 //! Human-friendly units in the config file: durations ("2s", "500ms") and sizes ("64MiB").
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::Duration;
 
 /// A duration written as humantime text ("250ms", "2s", "1h 30m").
@@ -13,6 +13,12 @@ impl<'de> Deserialize<'de> for HumanDuration {
         humantime::parse_duration(&text)
             .map(HumanDuration)
             .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(&humantime::format_duration(self.0).to_string())
     }
 }
 
@@ -34,6 +40,12 @@ impl<'de> Deserialize<'de> for ByteSize {
                 .map(ByteSize)
                 .ok_or_else(|| serde::de::Error::custom(format!("invalid size {text:?} (try \"64MiB\")"))),
         }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_u64(self.0)
     }
 }
 

@@ -84,6 +84,11 @@ impl FolderSource {
     }
 
     /// Subscribes to file-system notifications for the folder.
+    /// The source's name in the config.
+    pub fn name(&self) -> &str {
+        &self.source
+    }
+
     pub fn watch(&mut self) -> Result<(), notify::Error> {
         let (tx, rx) = mpsc::channel();
         let mut watcher = notify::recommended_watcher(move |event| {

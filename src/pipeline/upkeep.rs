@@ -1,11 +1,11 @@
-//! After the commit: each sink's table upkeep runs on its own task, woken after every batch,
+//! After the commit: each sink's table upkeep runs on its own thread, woken after every batch,
 //! so compaction never sits between a file's arrival and its commit. Wake-ups that arrive
-//! during a round fold into one more round.
+//! during a round fold into one more round. The thread runs at a lower CPU priority: on a busy
+//! machine the batches (and their latency) come first, upkeep takes what is left.
 
 use crate::metrics::METRICS;
 use crate::sinks::Upkeep;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 /// Upper bound on the rounds of a final drain (each round leaves less to do; this only guards
@@ -20,18 +20,30 @@ enum Wake {
     Finish { until_idle: bool },
 }
 
-/// One sink's upkeep task.
+/// Niceness of upkeep threads (0 is normal, 19 the lowest priority).
+const UPKEEP_NICENESS: i32 = 10;
+
+/// One sink's upkeep thread.
 pub(crate) struct UpkeepTask {
     wake: mpsc::Sender<Wake>,
-    task: JoinHandle<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl UpkeepTask {
-    pub(crate) fn spawn(source: String, sink: String, upkeep: Box<dyn Upkeep>) -> UpkeepTask {
+    pub(crate) fn spawn(source: String, sink: String, upkeep: Box<dyn Upkeep>) -> std::io::Result<UpkeepTask> {
         // Room for one pending wake-up: more would only repeat the same round.
         let (wake, rx) = mpsc::channel(1);
-        let task = tokio::spawn(run(source, sink, upkeep, rx));
-        UpkeepTask { wake, task }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let thread = std::thread::Builder::new().name(format!("upkeep-{sink}")).spawn(move || {
+            // Linux keeps a niceness per thread; the runtime's blocking threads, started from
+            // this one, inherit it.
+            // SAFETY: setpriority only reads its integer arguments; `0` names the calling thread.
+            if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, UPKEEP_NICENESS) } != 0 {
+                warn!(source = %source, sink = %sink, error = %std::io::Error::last_os_error(), "cannot lower the upkeep thread's priority");
+            }
+            runtime.block_on(run(source, sink, upkeep, rx));
+        })?;
+        Ok(UpkeepTask { wake, thread })
     }
 
     /// Asks for a round after a commit; a no-op when one is already pending.
@@ -42,10 +54,11 @@ impl UpkeepTask {
     /// Waits for the task to end: after the round in progress (and the pending one), or, with
     /// `until_idle`, once there is nothing left to do (`ingestd once` leaves a tidy table).
     pub(crate) async fn finish(self, until_idle: bool) {
-        if self.wake.send(Wake::Finish { until_idle }).await.is_ok()
-            && let Err(e) = self.task.await
-        {
-            warn!(error = %e, "table upkeep task failed");
+        if self.wake.send(Wake::Finish { until_idle }).await.is_ok() {
+            let thread = self.thread;
+            if !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(()))) {
+                warn!("table upkeep thread failed");
+            }
         }
     }
 }

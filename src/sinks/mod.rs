@@ -50,6 +50,13 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// The name of the sink that failed.
+    pub fn sink(&self) -> &str {
+        match self {
+            SinkError::Storage { sink, .. } | SinkError::SchemaMismatch { sink, .. } => sink,
+        }
+    }
+
     pub(crate) fn storage(sink: &str, e: impl std::fmt::Display) -> SinkError {
         SinkError::Storage { sink: sink.to_string(), message: e.to_string() }
     }
