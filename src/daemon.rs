@@ -254,10 +254,10 @@ async fn reload(path: Option<&Path>, current: &mut Config, running: &mut IndexMa
     let mut stopping = Vec::new();
     let names: Vec<String> = running.keys().cloned().collect();
     for name in names {
-        if footprint(&new, &name).as_ref() != running.get(&name).map(|r| &r.footprint) {
-            if let Some(source) = running.shift_remove(&name) {
-                stopping.push((name, source));
-            }
+        if footprint(&new, &name).as_ref() != running.get(&name).map(|r| &r.footprint)
+            && let Some(source) = running.shift_remove(&name)
+        {
+            stopping.push((name, source));
         }
     }
     let stopped: Vec<String> = stopping.iter().map(|(n, _)| n.clone()).collect();
