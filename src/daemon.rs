@@ -198,7 +198,10 @@ pub async fn run(config_path: Option<&Path>, mut config: Config, mut control: mp
                 Some(Control::Reload) => {
                     service::notify("RELOADING=1");
                     reload(config_path, &mut config, &mut running, &ledger).await;
-                    service::notify(&format!("READY=1\nSTATUS={}", STATUS.summary()));
+                    // Before the first READY=1, the tick below sends it once the scans are done.
+                    if ready {
+                        service::notify(&format!("READY=1\nSTATUS={}", STATUS.summary()));
+                    }
                 }
                 Some(Control::Stop) | None => break,
             },
