@@ -109,6 +109,9 @@ pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<
     Ok(summary)
 }
 
+/// How often systemd's STATUS= line is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
 /// What the daemon is asked from outside (signals).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -188,7 +191,20 @@ pub async fn run(config_path: Option<&Path>, mut config: Config, mut control: mp
     let http = config.http.address().map(|listen| tokio::spawn(crate::http::serve(listen, http_stop_rx)));
     info!(sources = config.sources.len(), "ingestd running");
 
-    let watchdog = service::watchdog_interval();
+    // The watchdog pings come from their own task, so a reload waiting for a long batch is not
+    // mistaken for a hang; the loop below withdraws `healthy` when a source task has died.
+    let healthy = Arc::new(AtomicBool::new(true));
+    if let Some(every) = service::watchdog_interval() {
+        let healthy = healthy.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if healthy.load(Ordering::Relaxed) {
+                    service::notify("WATCHDOG=1");
+                }
+            }
+        });
+    }
     let mut ready = false;
     let mut last_status = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -213,12 +229,9 @@ pub async fn run(config_path: Option<&Path>, mut config: Config, mut control: mp
                 }
                 // A source task that ended on its own is stuck for good: stop the pings and let
                 // systemd restart the daemon.
-                let alive = running.values().all(|r| !r.task.is_finished());
-                if let Some(every) = watchdog
-                    && alive
-                    && last_status.elapsed() >= every.min(Duration::from_secs(5))
-                {
-                    service::notify(&format!("WATCHDOG=1\nSTATUS={}", STATUS.summary()));
+                healthy.store(running.values().all(|r| !r.task.is_finished()), Ordering::Relaxed);
+                if last_status.elapsed() >= STATUS_EVERY {
+                    service::notify(&format!("STATUS={}", STATUS.summary()));
                     last_status = Instant::now();
                 }
             }
