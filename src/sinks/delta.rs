@@ -128,7 +128,7 @@ impl DurableLog {
         let log = root.join("_delta_log");
         let entries: Vec<_> = (from..=version).map(|v| log.join(format!("{v:020}.json"))).collect();
         fsync_files_and_folders(root, &entries)?;
-        *mark = Some(version);
+        *mark = Some(mark.map_or(version, |m| m.max(version)));
         Ok(())
     }
 
