@@ -231,20 +231,24 @@ async fn compact(table: &mut DeltaTable, config: &DeltaSinkConfig, properties: W
     let replaced: Vec<String> = small.iter().map(|f| f.path().to_string()).collect();
     // deltalake's conflict check lets a concurrent `dataChange = false` remove of the same file
     // through (another source's upkeep on this table, another machine): commit only on top of
-    // a version where every replaced file is still active, re-checked after each lost race.
-    for _ in 0..COMMIT_ATTEMPTS {
-        let active: HashSet<String> = table.get_active_add_actions_by_partitions(&[]).map_ok(|f| f.path().to_string()).try_collect().await?;
-        if !replaced.iter().all(|path| active.contains(path)) {
-            debug!(files = replaced.len(), "compaction gave up: another writer replaced some of its files");
-            discard(table, &actions).await;
-            return Ok(None);
+    // a version where every replaced file is still active. The files were picked from the
+    // current version; after each lost race they are checked against the newer one.
+    for attempt in 0..COMMIT_ATTEMPTS {
+        if attempt > 0 {
+            table.update_state().await?;
+            let active: HashSet<String> = table.get_active_add_actions_by_partitions(&[]).map_ok(|f| f.path().to_string()).try_collect().await?;
+            if !replaced.iter().all(|path| active.contains(path)) {
+                debug!(files = replaced.len(), "compaction gave up: another writer replaced some of its files");
+                discard(table, &actions).await;
+                return Ok(None);
+            }
         }
         // Checkpoints are ours to schedule (see `maintain`), not the post-commit hook's.
         let properties = CommitProperties::default().with_create_checkpoint(false).with_max_retries(0);
-        let attempt = CommitBuilder::from(properties).with_actions(actions.clone()).build(Some(table.snapshot()?), table.log_store(), operation.clone()).await;
-        match attempt {
+        let commit = CommitBuilder::from(properties).with_actions(actions.clone()).build(Some(table.snapshot()?), table.log_store(), operation.clone()).await;
+        match commit {
             Ok(finalized) => return Ok(Some((small.len(), written, finalized.version() as i64))),
-            Err(DeltaTableError::Transaction { source: TransactionError::MaxCommitAttempts(_) }) => table.update_state().await?,
+            Err(DeltaTableError::Transaction { source: TransactionError::MaxCommitAttempts(_) }) => continue,
             Err(e) => return Err(e),
         }
     }
