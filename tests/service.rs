@@ -23,31 +23,11 @@ fn config_on(port: u16, source_keys: &str) -> String {
 
 /// Starts `ingestd run` in the workspace with extra environment, logging to run.log.
 fn start(ws: &Workspace, env: &[(&str, &str)]) -> Child {
-    let log = std::fs::File::create(ws.path("run.log")).expect("log file");
-    let mut command = Command::new(BIN);
-    command.arg("run").current_dir(ws.dir.path()).env("INGESTD_LOG_FORMAT", "text").stdout(Stdio::null()).stderr(log);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.spawn().expect("start ingestd run")
+    spawn_run_with_env(ws, &[], env, "run.log")
 }
 
 fn log_of(ws: &Workspace) -> String {
     std::fs::read_to_string(ws.path("run.log")).unwrap_or_default()
-}
-
-/// Status code and body of `GET path` on loopback (0 when nothing answers).
-fn http(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
 }
 
 /// Polls `probe` until it returns something or `PATIENCE` passes.
@@ -70,11 +50,6 @@ fn status(port: u16) -> serde_json::Value {
 fn metric(port: u16, series: &str) -> Option<f64> {
     let body = http(port, "/metrics").1;
     body.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-}
-
-fn signal(child: &Child, name: &str) {
-    let sent = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().expect("kill");
-    assert!(sent.success());
 }
 
 fn drop_attom(ws: &Workspace, folder: &str, spec: &AttomSpec, index: usize) -> usize {
@@ -307,25 +282,28 @@ fn large_batch(ws: &Workspace) -> std::collections::HashMap<Fingerprint, usize> 
     fingerprints_of_files(&walk_files(&ws.path("drop")))
 }
 
-/// Sends SIGTERM once a batch is in flight; returns the exit status and how long the exit took.
-fn terminate_mid_batch(ws: &Workspace, port: u16) -> (std::process::ExitStatus, Duration) {
-    let mut daemon = start(ws, &[]);
-    eventually("a batch in flight", ws, || (status(port)["sources"]["attom"]["in_flight"].as_u64() > Some(0)).then_some(()));
+/// Starts the daemon on one large batch, stopping with `shutdown_timeout`, and sends SIGTERM
+/// once the batch is in flight; the daemon must exit 0. Returns the workspace, the rows the
+/// files hold, how long the exit took, and the daemon's log.
+fn sigterm_mid_batch(shutdown_timeout: &str) -> (Workspace, std::collections::HashMap<Fingerprint, usize>, Duration, String) {
+    let port = free_port();
+    let ws = Workspace::with_config(&large_batch_config(port, shutdown_timeout));
+    let expected = large_batch(&ws);
+    let mut daemon = start(&ws, &[]);
+    eventually("a batch in flight", &ws, || (status(port)["sources"]["attom"]["in_flight"].as_u64() > Some(0)).then_some(()));
     let sent = Instant::now();
     signal(&daemon, "TERM");
     let exit = daemon.wait().expect("wait");
-    (exit, sent.elapsed())
+    let took = sent.elapsed();
+    let log = log_of(&ws);
+    assert!(exit.success(), "exit {exit}; log:\n{log}");
+    (ws, expected, took, log)
 }
 
 #[test]
 fn sigterm_mid_batch_finishes_it_within_the_timeout() {
-    let port = free_port();
-    let ws = Workspace::with_config(&large_batch_config(port, "5m"));
-    let expected = large_batch(&ws);
-    let (exit, _) = terminate_mid_batch(&ws, port);
-    assert!(exit.success(), "exit {exit}; log:\n{}", log_of(&ws));
+    let (ws, expected, _, log) = sigterm_mid_batch("5m");
     // The batch in flight was finished before the exit: every row is in, nothing to settle.
-    let log = log_of(&ws);
     assert!(!log.contains("abandoned"), "{log}");
     let table = fingerprints_of_table(&read_delta(&ws.path("lake/attom")));
     assert_eq!(compare_rows(&expected, &table), (0, 0, 0));
@@ -334,12 +312,7 @@ fn sigterm_mid_batch_finishes_it_within_the_timeout() {
 
 #[test]
 fn sigterm_mid_batch_past_the_timeout_abandons_it_safely() {
-    let port = free_port();
-    let ws = Workspace::with_config(&large_batch_config(port, "0s"));
-    let expected = large_batch(&ws);
-    let (exit, took) = terminate_mid_batch(&ws, port);
-    assert!(exit.success(), "exit {exit}; log:\n{}", log_of(&ws));
-    let log = log_of(&ws);
+    let (ws, expected, took, log) = sigterm_mid_batch("0s");
     assert!(log.contains("abandoned"), "{log}");
     // Documented bound: shutdown_timeout plus up to a second for decoding threads (here
     // generous: a loaded CI machine), and well short of the batch itself finishing.

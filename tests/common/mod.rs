@@ -226,22 +226,33 @@ pub fn compare_rows(expected: &HashMap<Fingerprint, usize>, actual: &HashMap<Fin
 
 /// Starts `ingestd run` in the workspace with extra arguments, logging to `log_name`.
 pub fn spawn_run(ws: &Workspace, args: &[&str], log_name: &str) -> std::process::Child {
+    spawn_run_with_env(ws, args, &[], log_name)
+}
+
+/// [`spawn_run`] with extra environment variables.
+pub fn spawn_run_with_env(ws: &Workspace, args: &[&str], env: &[(&str, &str)], log_name: &str) -> std::process::Child {
     let log = std::fs::File::create(ws.path(log_name)).expect("log file");
     Command::new(BIN)
         .arg("run")
         .args(args)
         .current_dir(ws.dir.path())
         .env("INGESTD_LOG_FORMAT", "text")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start ingestd run")
 }
 
+/// Sends signal `name` (`TERM`, `HUP`, ...) to a child process.
+pub fn signal(child: &std::process::Child, name: &str) {
+    let sent = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+}
+
 /// Sends SIGTERM and waits; panics unless the daemon exits 0.
 pub fn terminate(mut child: std::process::Child) {
-    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(sent.success());
+    signal(&child, "TERM");
     let exit = child.wait().expect("wait");
     assert!(exit.success(), "exit after SIGTERM: {exit}");
 }
@@ -285,13 +296,24 @@ pub fn free_port() -> u16 {
 
 /// The body of `GET path` on loopback, or an empty string if nothing answers.
 pub fn http_get(port: u16, path: &str) -> String {
+    http(port, path).1
+}
+
+/// Status code and body of `GET path` on loopback (0 and empty when nothing answers).
+pub fn http(port: u16, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return (0, String::new()) };
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
-        return String::new();
+        return (0, String::new());
     }
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+    let code = response.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (code, response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default())
+}
+
+/// Data files below a Delta table (its log excluded).
+pub fn data_files(table: &Path) -> Vec<PathBuf> {
+    walk_files(table).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet") && !p.starts_with(table.join("_delta_log"))).collect()
 }
