@@ -121,7 +121,7 @@ fn ledger(c: &mut Criterion) {
                     let entries = (0..files)
                         .map(|i| FileEntry { name: format!("f{i}"), size: Some(1), mtime_ns: Some(1), hash: format!("{i:064}"), rows: Some(1) })
                         .collect();
-                    ledger.begin_batch(&BatchEntry { source: "s".into(), seq: 1, files: entries }).expect("begin");
+                    ledger.begin_batch(&BatchEntry { source: "s".into(), seq: 1, files: entries, ingested_at_us: None }).expect("begin");
                     ledger.finish_batch("s", 1).expect("finish");
                 },
                 BatchSize::PerIteration,

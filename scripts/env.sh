@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ingestd/target}"
 # The one build profile used everywhere (binary, tests, benchmarks, CI).
 INGESTD_BIN="$CARGO_TARGET_DIR/release/ingestd"
 # The Python readers used to cross-check tables (deltalake, polars, duckdb, pyarrow).
-INGESTD_VENV="${INGESTD_VENV:-$HOME/.cache/ingestd/venv}"
+export INGESTD_VENV="${INGESTD_VENV:-$HOME/.cache/ingestd/venv}"
 
 ensure_python_readers() {
     if [ ! -x "$INGESTD_VENV/bin/python" ]; then
@@ -45,4 +45,26 @@ peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(f"peak_rss_mib={peak:.0f}", file=sys.stderr)
 sys.exit(code)
 PY
+}
+
+# A Kafka-protocol broker for the Kafka sink's tests: tansu from the crates registry, built once
+# into a folder outside the clone (about 12 minutes on 2 cores) and reused after that.
+TANSU_VERSION=0.6.0
+TANSU_ROOT="${TANSU_ROOT:-$HOME/.cache/ingestd/tansu-$TANSU_VERSION}"
+export INGESTD_TANSU="$TANSU_ROOT/bin/tansu"
+ensure_tansu() {
+    if [ ! -x "$INGESTD_TANSU" ]; then
+        # Its own target dir: the broker's build must not disturb ingestd's.
+        CARGO_TARGET_DIR="$TANSU_ROOT/build" cargo install --locked --quiet \
+            --root "$TANSU_ROOT" --version "$TANSU_VERSION" tansu --features dynostore,libsql
+        rm -rf "$TANSU_ROOT/build"
+    fi
+}
+
+# kafka-python, the independent (pure-Python, not librdkafka) consumer the Kafka tests read with,
+# and zstandard, its codec for the sink's default compression.
+ensure_kafka_client() {
+    ensure_python_readers
+    "$INGESTD_VENV/bin/python" -c 'import kafka, zstandard' 2>/dev/null ||
+        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check kafka-python zstandard
 }

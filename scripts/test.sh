@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need and runs them all: unit and integration tests (cargo), then the
+# Installs what the tests need (Debian packages, a Python venv with the readers and kafka-python,
+# the tansu Kafka broker) and runs them all: unit and integration tests (cargo), then the
 # full ATTOM pull (322 files, 1,017,244 rows) read back by Python's deltalake, polars and duckdb,
 # then the benchmark script at small scale.
 set -euo pipefail
@@ -9,8 +10,11 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 echo "== Debian packages (prometheus, promtool, systemd-analyze, make)"
 ensure_debian_packages
-echo "== python readers (venv at $INGESTD_VENV)"
+echo "== python readers and kafka-python (venv at $INGESTD_VENV)"
 ensure_python_readers
+ensure_kafka_client
+echo "== tansu Kafka broker $TANSU_VERSION (built once into $TANSU_ROOT, about 12 minutes)"
+ensure_tansu
 echo "== cargo test (release profile, target $CARGO_TARGET_DIR)"
 cargo test --release --locked --features fault-injection 2>&1 | tee "$log"
 echo "== ATTOM pull end to end"

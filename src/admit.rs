@@ -153,7 +153,7 @@ mod tests {
         let Admission::New(file) = admit(&ledger, &a, None, &none, true).unwrap() else { panic!("a is new") };
         assert_eq!(file.hash, blake3::hash(b"[1]").to_hex().to_string());
 
-        ledger.begin_batch(&crate::ledger::BatchEntry { source: "s".into(), seq: 1, files: vec![file.entry(Some(1))] }).unwrap();
+        ledger.begin_batch(&crate::ledger::BatchEntry { source: "s".into(), seq: 1, files: vec![file.entry(Some(1))], ingested_at_us: None }).unwrap();
         ledger.finish_batch("s", 1).unwrap();
         assert!(matches!(admit(&ledger, &a, None, &none, true).unwrap(), Admission::Known(FileState::Committed)));
 

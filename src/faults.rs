@@ -14,6 +14,9 @@ pub const POINTS: &[&str] = &[
     "after_data_files",
     "between_parquet_temp_and_rename",
     "after_sink_commit",
+    "kafka_after_begun",
+    "kafka_mid_rows",
+    "kafka_before_committed_record",
     "inside_ledger_update",
     "after_ledger",
 ];

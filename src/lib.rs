@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod discover;
+pub mod druid;
 pub mod faults;
 pub mod http;
 pub mod ledger;

@@ -23,12 +23,18 @@ pub struct Metrics {
     pub commit_seconds: HistogramVec,
     /// Config reloads (SIGHUP) by outcome: applied, refused.
     pub reloads: IntCounterVec,
+    /// Kafka messages by outcome: `sent` (acknowledged in a committed batch), `failed` (not
+    /// delivered after librdkafka's retries; the batch is retried).
+    pub kafka_messages: IntCounterVec,
     /// Unix time of the last successful commit, per sink.
     pub last_commit: GaugeVec,
     /// Files admitted and waiting for their batch.
     pub pending: IntGaugeVec,
     /// Age of the oldest waiting file.
     pub oldest_pending_seconds: GaugeVec,
+    /// Druid batch tasks by outcome: `success` (a batch loaded), `failed_attempt` (a task ended
+    /// FAILED; the next attempt follows), `gave_up` (`max_attempts` tasks failed).
+    pub druid_tasks: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -56,6 +62,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     )?;
     registry.register(Box::new(commit_seconds.clone()))?;
     let reloads = counter("ingestd_config_reloads_total", "Config reloads (SIGHUP) by outcome.", &["outcome"])?;
+    let kafka_messages = counter("ingestd_kafka_messages_total", "Kafka messages by outcome.", &["source", "sink", "outcome"])?;
     let last_commit = GaugeVec::new(Opts::new("ingestd_last_commit_timestamp_seconds", "Unix time of the last successful commit."), &["source", "sink"])?;
     registry.register(Box::new(last_commit.clone()))?;
     let pending = IntGaugeVec::new(Opts::new("ingestd_pending_files", "Files admitted and waiting for their batch."), &["source"])?;
@@ -66,7 +73,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(build_info.clone()))?;
     build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
-    Ok(Metrics { registry, files, rows, bytes, bad_rows, errors, batch_seconds, commit_seconds, reloads, last_commit, pending, oldest_pending_seconds })
+    let druid_tasks = counter("ingestd_druid_tasks_total", "Druid batch tasks by outcome.", &["source", "sink", "outcome"])?;
+    Ok(Metrics {
+        registry, files, rows, bytes, bad_rows, errors, batch_seconds, commit_seconds, reloads, kafka_messages, last_commit, pending, oldest_pending_seconds,
+        druid_tasks,
+    })
 }
 
 /// The process's metrics.

@@ -57,6 +57,8 @@ pub struct BatchReport {
 pub struct Redo {
     pub seq: i64,
     pub sinks: Vec<String>,
+    /// The rows' `_ingested_at` in the sinks that hold the batch (unknown for old batches).
+    pub ingested_at_us: Option<i64>,
 }
 
 /// The result of [`SourceRuntime::commit_files`]: the report, if anything was committed, and
@@ -95,9 +97,10 @@ impl SourceRuntime {
                 .collect();
             let mut writers = Vec::with_capacity(targets.len());
             for &i in &targets {
-                writers.push(self.sinks[i].begin().await?);
+                writers.push((i, self.sinks[i].begin().await?));
             }
-            match self.decode_into(&mut writers, &files, plan, mapping).await? {
+            let ingested_at = redo.as_ref().and_then(|r| r.ingested_at_us).unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
+            match self.decode_into(&mut writers, &files, plan, mapping, ingested_at).await? {
                 Err((index, problem)) => {
                     // Nothing is committed: the writers' files are orphans no reader sees.
                     drop(writers);
@@ -113,7 +116,7 @@ impl SourceRuntime {
                     {
                         return Err(RuntimeError::Io(format!("batch {} cannot be redone identically: it no longer fits max_rows", redo.seq)));
                     }
-                    let report = self.commit(ledger, &files, &per_file, writers, &targets, redo).await?;
+                    let report = self.commit(ledger, &files, &per_file, writers, redo, ingested_at).await?;
                     METRICS.batch_committed(&self.name, &report, started.elapsed().as_secs_f64());
                     crate::fault_point!("after_ledger");
                     self.after_commit(&files);
@@ -151,15 +154,15 @@ impl SourceRuntime {
     /// index of the first file that failed and why.
     async fn decode_into(
         &self,
-        writers: &mut [Box<dyn SinkWriter>],
+        writers: &mut [(usize, Box<dyn SinkWriter>)],
         files: &[AdmittedFile],
         plan: DecodePlan,
         mapping: Mapping,
+        ingested_at: i64,
     ) -> Result<Result<Vec<(u64, u64)>, (usize, Dropped)>, RuntimeError> {
         let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
         let inputs: Vec<AdmittedFile> = files.to_vec();
         let max_rows = self.config.batch.max_rows as u64;
-        let ingested_at = chrono::Utc::now().timestamp_micros();
         let job = read::ReadJob { plan, mapping, max_rows, ingested_at, threads: self.decode_threads };
         let decoding = tokio::task::spawn_blocking(move || job.run(inputs, &tx));
         let mut per_file = Vec::new();
@@ -167,7 +170,7 @@ impl SourceRuntime {
         while let Some(message) = rx.recv().await {
             match message {
                 Decoded::Rows(batch) => {
-                    for writer in writers.iter_mut() {
+                    for (_, writer) in writers.iter_mut() {
                         writer.write(&batch).await?;
                     }
                 }
@@ -185,9 +188,9 @@ impl SourceRuntime {
         ledger: &SharedLedger,
         files: &[AdmittedFile],
         per_file: &[(u64, u64)],
-        writers: Vec<Box<dyn SinkWriter>>,
-        targets: &[usize],
+        writers: Vec<(usize, Box<dyn SinkWriter>)>,
         redo: Option<Redo>,
+        ingested_at: i64,
     ) -> Result<BatchReport, RuntimeError> {
         let entries: Vec<_> = files.iter().zip(per_file).map(|(f, (rows, _))| f.entry(Some(*rows))).collect();
         let seq = match &redo {
@@ -195,7 +198,7 @@ impl SourceRuntime {
             None => {
                 let mut ledger = self.lock(ledger)?;
                 let seq = ledger.next_seq(&self.name)?;
-                ledger.begin_batch(&BatchEntry { source: self.name.clone(), seq, files: entries.clone() })?;
+                ledger.begin_batch(&BatchEntry { source: self.name.clone(), seq, files: entries.clone(), ingested_at_us: Some(ingested_at) })?;
                 seq
             }
         };
@@ -203,6 +206,7 @@ impl SourceRuntime {
             instance: self.instance.clone(),
             source: self.name.clone(),
             seq,
+            ingested_at_us: Some(ingested_at),
             files: entries.iter().map(|e| ManifestFile { name: e.name.clone(), hash: e.hash.clone(), rows: e.rows.unwrap_or(0) }).collect(),
         };
         let mut report = BatchReport {
@@ -213,7 +217,7 @@ impl SourceRuntime {
             bad_rows: per_file.iter().map(|(_, b)| b).sum(),
             commits: Vec::new(),
         };
-        for (writer, &i) in writers.into_iter().zip(targets) {
+        for (i, writer) in writers {
             let sink_name = self.sinks[i].name().to_string();
             let started = std::time::Instant::now();
             let committed = writer.commit(&manifest).await;
@@ -231,7 +235,7 @@ impl SourceRuntime {
                     warn!(source = %self.name, sink = %sink_name, batch = seq, %error, "commit failed; checking whether it landed");
                     match self.sinks[i].recover().await {
                         Ok(Some(held)) if held >= seq => "committed (confirmed after an error)".to_string(),
-                        Ok(_) if report.commits.is_empty() && redo.is_none() => {
+                        Ok(_) if report.commits.is_empty() && redo.is_none() && !self.sinks[i].started(seq).await.unwrap_or(true) => {
                             // No sink holds it: forget it; its files go back in the queue.
                             self.lock(ledger)?.abandon_batch(&self.name, seq)?;
                             return Err(error.into());

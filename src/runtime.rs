@@ -117,7 +117,7 @@ impl SourceRuntime {
         let sinks = source
             .sinks
             .iter()
-            .filter_map(|s| config.sinks.get(s).map(|c| sinks::build(s, c, &config.instance, name)))
+            .filter_map(|s| sinks::build(s, config, name))
             .collect();
         Ok(SourceRuntime {
             name: name.to_string(),
@@ -144,6 +144,7 @@ impl SourceRuntime {
     /// Brings the ledger in line with the sinks: imports batches a lost ledger does not know,
     /// settles batches a crash left in flight. Returns batches to redo for some sinks.
     pub async fn recover(&mut self, ledger: &SharedLedger) -> Result<(), RuntimeError> {
+        let mut imported_seqs = std::collections::BTreeSet::new();
         for sink in &self.sinks {
             let Some(held) = sink.recover().await? else { continue };
             let known = self.lock(ledger)?.highest_seq_in(&self.name, sink.name())?.unwrap_or(0);
@@ -159,14 +160,24 @@ impl SourceRuntime {
                             .into_iter()
                             .map(|f| FileEntry { name: f.name, size: None, mtime_ns: None, hash: f.hash, rows: Some(f.rows) })
                             .collect();
-                        (BatchEntry { source: self.name.clone(), seq: m.seq, files }, reference)
+                        (BatchEntry { source: self.name.clone(), seq: m.seq, files, ingested_at_us: m.ingested_at_us }, reference)
                     })
                     .collect();
                 if imported.last().is_none_or(|(b, _)| b.seq < held) {
                     // The records are gone (log cleaned up); keep at least the seq so it is never reused.
-                    imported.push((BatchEntry { source: self.name.clone(), seq: held, files: vec![] }, "seq only".into()));
+                    imported.push((BatchEntry { source: self.name.clone(), seq: held, files: vec![], ingested_at_us: None }, "seq only".into()));
                 }
+                imported_seqs.extend(imported.iter().map(|(b, _)| b.seq));
                 self.lock(ledger)?.import_committed(sink.name(), &imported)?;
+            }
+        }
+        // Sinks stop at different batches when a crash fell between their commits; a rebuilt
+        // ledger puts the batches some of them lack back in flight, to be completed below.
+        for seq in imported_seqs {
+            let holding = self.lock(ledger)?.sinks_holding(&self.name, seq)?;
+            if self.sinks.iter().any(|s| !holding.iter().any(|h| h == s.name())) {
+                warn!(source = %self.name, batch = seq, holding = ?holding, "rebuilt batch is missing from some sinks; completing it");
+                self.lock(ledger)?.reopen_batch(&self.name, seq)?;
             }
         }
         let in_flight = self.lock(ledger)?.in_flight_batches(&self.name)?;
@@ -177,16 +188,21 @@ impl SourceRuntime {
             if missing.is_empty() {
                 info!(source = %self.name, batch = batch.seq, "interrupted batch had committed; recorded");
                 self.lock(ledger)?.finish_batch(&self.name, batch.seq)?;
-            } else if holding.is_empty() {
+            } else if holding.is_empty() && !self.any_sink_started(batch.seq).await? {
                 info!(source = %self.name, batch = batch.seq, files = batch.files.len(), "interrupted batch never committed; its files will be read again");
                 self.lock(ledger)?.abandon_batch(&self.name, batch.seq)?;
                 // Discovery has handed these on already; queue them again here.
                 for file in self.files_of(&batch) {
                     self.batcher.push(file);
                 }
-            } else if let Err(e) = self.redo(ledger, batch.clone(), missing).await {
-                // Left in flight: the sinks that hold it keep it; the others wait for a person.
-                error!(source = %self.name, batch = batch.seq, error = %e, "cannot complete an interrupted batch for every sink");
+            } else {
+                match self.redo(ledger, batch.clone(), missing).await {
+                    Ok(()) => {}
+                    // A sink that cannot take it now gets it on the next try, before any later batch.
+                    Err(e @ RuntimeError::Sink(_)) => return Err(e),
+                    // Left in flight: the sinks that hold it keep it; the others wait for a person.
+                    Err(e) => error!(source = %self.name, batch = batch.seq, error = %e, "cannot complete an interrupted batch for every sink"),
+                }
             }
         }
         self.needs_recovery = false;
@@ -196,7 +212,20 @@ impl SourceRuntime {
         Ok(())
     }
 
-    /// The files of a recorded batch that are still in the folder as recorded (same size and mtime).
+    /// Whether any sink shows part of a batch (a sink that is not atomic, e.g. Kafka in
+    /// reconciling mode): such a batch must be completed with the same files, never dropped.
+    async fn any_sink_started(&self, seq: i64) -> Result<bool, RuntimeError> {
+        for sink in &self.sinks {
+            if sink.started(seq).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The files of a recorded batch that are still as recorded: same size and mtime in the
+    /// folder, or (for batches rebuilt from a sink, which knows only names and hashes) the
+    /// same content in the folder or the archive.
     fn files_of(&self, batch: &BatchEntry) -> Vec<AdmittedFile> {
         // The same absolute paths discovery hands on, so the queue knows them as the same files.
         let root = self.config.path.canonicalize().unwrap_or_else(|_| self.config.path.clone());
@@ -204,13 +233,31 @@ impl SourceRuntime {
             .files
             .iter()
             .filter_map(|entry| {
+                let (Some(size), Some(mtime_ns)) = (entry.size, entry.mtime_ns) else {
+                    return self.find_by_content(&root, entry);
+                };
                 let path = root.join(&entry.name);
-                let (Some(size), Some(mtime_ns)) = (entry.size, entry.mtime_ns) else { return None };
                 let file = AdmittedFile { path, name: entry.name.clone(), size, mtime_ns, hash: entry.hash.clone(), ready_at: Instant::now() };
                 // A file rewritten since is not the content the ledger recorded.
                 file.unchanged_on_disk().then_some(file)
             })
             .collect()
+    }
+
+    fn find_by_content(&self, root: &Path, entry: &FileEntry) -> Option<AdmittedFile> {
+        let folders = std::iter::once(root.to_path_buf()).chain(self.config.archive_dir.clone());
+        folders.map(|dir| dir.join(&entry.name)).find_map(|path| {
+            let (size, mtime_ns) = crate::discover::stat(&path)?;
+            let hash = admit::hash_files(&[path.as_path()], 1).pop()?.ok()?;
+            (hash == entry.hash).then(|| AdmittedFile {
+                name: entry.name.clone(),
+                size,
+                mtime_ns,
+                hash,
+                path,
+                ready_at: Instant::now(),
+            })
+        })
     }
 
     /// Commits an interrupted batch to the sinks that do not hold it yet, under its own seq.
@@ -220,7 +267,8 @@ impl SourceRuntime {
             return Err(RuntimeError::Io(format!("batch {} cannot be completed: some of its files are gone or changed", batch.seq)));
         }
         info!(source = %self.name, batch = batch.seq, sinks = ?sinks, "completing an interrupted batch");
-        self.commit_files(ledger, files, Some(Redo { seq: batch.seq, sinks })).await.map(drop)
+        let redo = Redo { seq: batch.seq, sinks, ingested_at_us: batch.ingested_at_us };
+        self.commit_files(ledger, files, Some(redo)).await.map(drop)
     }
 
     /// Admits a ready file: queues it, or records it as a duplicate, or skips what is done.

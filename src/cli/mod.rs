@@ -1,5 +1,6 @@
-//! The command line: `run`, `once`, `check`, `status`, `inspect`, `quarantine`, `sample`.
+//! The command line: `run`, `once`, `check`, `status`, `inspect`, `quarantine`, `sample`, `druid`.
 
+mod druid;
 mod inspect;
 mod report;
 
@@ -63,6 +64,11 @@ pub enum Command {
     Quarantine {
         #[command(subcommand)]
         action: QuarantineAction,
+    },
+    /// Apache Druid: print the specs ingestd generates.
+    Druid {
+        #[command(subcommand)]
+        command: druid::DruidCommand,
     },
     /// Write ATTOM-shaped sample files (for trying ingestd and for tests).
     Sample {
@@ -167,6 +173,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             inspect::inspect(config.as_ref(), &file, source.as_deref(), rows)
         }
         Command::Quarantine { action } => report::quarantine(&load(&cli.config)?, action),
+        Command::Druid { command } => druid::druid(&load(&cli.config)?, command),
         Command::Sample { out, files, rows, seed, big, bytes } => {
             let totals = match big {
                 Some(layout) => {

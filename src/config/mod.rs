@@ -4,11 +4,18 @@
 //! the same whatever the working directory of the process.
 
 mod columns;
+mod druid;
+mod kafka;
 mod sink;
 mod source;
 pub mod units;
 
 pub use columns::{ColumnConfig, ColumnType};
+pub use druid::{
+    DruidBatchConfig, DruidBatchInput, DruidBatchMethod, DruidMetric, DruidMetricKind, DruidSchemaConfig,
+    DruidSupervisorConfig, Granularity,
+};
+pub use kafka::{KafkaCompression, KafkaExactlyOnce, KafkaSinkConfig, is_secret};
 pub use sink::{DeltaSinkConfig, ParquetCompression, ParquetSinkConfig, SinkConfig};
 pub use source::{
     AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FormatConfig, FormatKind, SourceConfig,
@@ -166,6 +173,76 @@ pub mod defaults {
     pub fn parquet_compression() -> super::ParquetCompression {
         super::ParquetCompression::Zstd
     }
+    pub fn kafka_exactly_once() -> super::KafkaExactlyOnce {
+        super::KafkaExactlyOnce::Auto
+    }
+    pub fn kafka_compression() -> super::KafkaCompression {
+        super::KafkaCompression::Zstd
+    }
+    pub fn kafka_bookkeeping_topic() -> String {
+        "ingestd-batches".to_string()
+    }
+    pub fn kafka_partitions() -> i32 {
+        3
+    }
+    pub fn kafka_replication() -> i32 {
+        1
+    }
+    pub fn kafka_max_in_flight() -> ByteSize {
+        ByteSize(64 << 20)
+    }
+    pub fn kafka_delivery_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(120))
+    }
+    /// Druid detects ISO 8601 text and epoch milliseconds.
+    pub fn druid_timestamp_format() -> String {
+        "auto".to_string()
+    }
+    /// One segment per day.
+    pub fn druid_segment_granularity() -> super::Granularity {
+        super::Granularity::Day
+    }
+    /// Times kept to the millisecond.
+    pub fn druid_query_granularity() -> super::Granularity {
+        super::Granularity::None
+    }
+    /// One Overlord request.
+    pub fn druid_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    /// About a minute of retries with the default backoff.
+    pub fn druid_retries() -> u32 {
+        5
+    }
+    pub fn druid_retry_backoff() -> HumanDuration {
+        HumanDuration(Duration::from_secs(1))
+    }
+    /// `task_count`, `replicas`, `parallelism`.
+    pub fn druid_one() -> u32 {
+        1
+    }
+    /// Druid's own default, one hour.
+    pub fn druid_task_duration() -> HumanDuration {
+        HumanDuration(Duration::from_secs(3600))
+    }
+    /// JSON `index_parallel`, which needs no multi-stage-query extension.
+    pub fn druid_batch_method() -> super::DruidBatchMethod {
+        super::DruidBatchMethod::Native
+    }
+    /// Druid reads the files where ingestd wrote them.
+    pub fn druid_batch_input() -> super::DruidBatchInput {
+        super::DruidBatchInput::Local
+    }
+    pub fn druid_poll_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(2))
+    }
+    pub fn druid_task_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(3600))
+    }
+    /// Tasks per commit.
+    pub fn druid_max_attempts() -> u32 {
+        3
+    }
 }
 
 /// Why a configuration was refused. `Invalid` lists every problem, each naming its key.
@@ -248,7 +325,9 @@ impl Config {
                 SinkConfig::Parquet(parquet) => {
                     parquet.path = join_clean(base, Path::new(&parquet.path)).to_string_lossy().into_owned();
                 }
-                SinkConfig::Delta(_) => {}
+                SinkConfig::Druid(druid) => druid.schema.resolve_paths(base),
+                SinkConfig::Kafka(KafkaSinkConfig { druid: Some(druid), .. }) => druid.schema.resolve_paths(base),
+                SinkConfig::Delta(_) | SinkConfig::Kafka(_) => {}
             }
         }
     }
@@ -281,7 +360,11 @@ impl Config {
             {
                 problems.push(format!("sinks.{name}.zstd_level: {zstd_level} is outside 1..=22"));
             }
+            if let SinkConfig::Kafka(kafka) = sink {
+                problems.extend(kafka.problems(&format!("sinks.{name}")));
+            }
         }
+        problems.extend(druid::wiring_problems(self));
         problems
     }
 }
@@ -329,11 +412,10 @@ fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems:
         match config.sinks.get(sink_name) {
             None => problems.push(format!("{key}.sinks[{i}]: no sink named {sink_name:?} under [sinks]")),
             Some(sink) if !source.columns.is_empty() => {
-                for column in sink.partition_by() {
+                let (field, columns) = sink.columns_named();
+                for column in columns {
                     if !source.columns.contains_key(column) {
-                        problems.push(format!(
-                            "sinks.{sink_name}.partition_by: {column:?} is not a column of source {name:?}"
-                        ));
+                        problems.push(format!("sinks.{sink_name}.{field}: {column:?} is not a column of source {name:?}"));
                     }
                 }
             }

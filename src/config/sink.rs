@@ -4,7 +4,7 @@ use super::defaults;
 use super::units::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 
-/// A sink. Kafka, Druid and S3 locations slot in as further kinds with their own keys.
+/// A sink. S3 locations slot in as a further kind with its own keys.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SinkConfig {
@@ -12,6 +12,10 @@ pub enum SinkConfig {
     Delta(DeltaSinkConfig),
     /// A folder of Parquet files (optionally hive-partitioned).
     Parquet(ParquetSinkConfig),
+    /// A Kafka topic, one JSON message per row.
+    Kafka(super::KafkaSinkConfig),
+    /// Druid batch tasks loading the files of each commit of a Delta or Parquet sink.
+    Druid(super::DruidBatchConfig),
 }
 
 /// A Delta Lake table, created on first use with the source's columns.
@@ -78,11 +82,15 @@ pub enum ParquetCompression {
 }
 
 impl SinkConfig {
-    /// The partition columns, whatever the kind.
-    pub fn partition_by(&self) -> &[String] {
+    /// The key naming columns (partition or message key columns) and those columns; each
+    /// must be a column of every source writing to the sink.
+    pub fn columns_named(&self) -> (&'static str, &[String]) {
         match self {
-            SinkConfig::Delta(c) => &c.partition_by,
-            SinkConfig::Parquet(c) => &c.partition_by,
+            SinkConfig::Delta(c) => ("partition_by", &c.partition_by),
+            SinkConfig::Parquet(c) => ("partition_by", &c.partition_by),
+            SinkConfig::Kafka(c) => ("key", &c.key),
+            // Druid columns may name metadata columns too: see `druid_column_problems`.
+            SinkConfig::Druid(_) => ("dimensions", &[]),
         }
     }
 }

@@ -72,6 +72,9 @@ pub struct BatchEntry {
     /// Per-source sequence number; the Delta `txn` version of the commit.
     pub seq: i64,
     pub files: Vec<FileEntry>,
+    /// The `_ingested_at` of its rows (UTC µs): a batch redone for another sink carries the
+    /// same value as in the sinks that hold it already.
+    pub ingested_at_us: Option<i64>,
 }
 
 /// The newest commit of a source's batches to one sink.
@@ -268,8 +271,8 @@ impl Ledger {
         let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(wrap)?;
         tx.execute(
-            "INSERT INTO batches (source, seq, state, files, rows, started_at) VALUES (?1, ?2, 'in_flight', ?3, ?4, ?5)",
-            params![batch.source, batch.seq, batch.files.len() as i64, total_rows(batch), now()],
+            "INSERT INTO batches (source, seq, state, files, rows, started_at, ingested_at_us) VALUES (?1, ?2, 'in_flight', ?3, ?4, ?5, ?6)",
+            params![batch.source, batch.seq, batch.files.len() as i64, total_rows(batch), now(), batch.ingested_at_us],
         )
         .map_err(wrap)?;
         for file in &batch.files {
@@ -332,18 +335,34 @@ impl Ledger {
         tx.commit().map_err(wrap)
     }
 
+    /// Puts a committed batch back in flight, for sinks found not to hold it (a ledger rebuilt
+    /// from sinks that stopped at different batches).
+    pub fn reopen_batch(&mut self, source: &str, seq: i64) -> Result<()> {
+        let path = self.path.clone();
+        let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        tx.execute("UPDATE batches SET state = 'in_flight', finished_at = NULL WHERE source = ?1 AND seq = ?2", params![source, seq])
+            .map_err(wrap)?;
+        tx.execute(
+            "UPDATE files SET state = 'in_flight', updated_at = ?3 WHERE source = ?1 AND batch = ?2 AND state = 'committed'",
+            params![source, seq, now()],
+        )
+        .map_err(wrap)?;
+        tx.commit().map_err(wrap)
+    }
+
     /// Batches of `source` recorded as in flight (a crash interrupted them).
     pub fn in_flight_batches(&self, source: &str) -> Result<Vec<BatchEntry>> {
-        let seqs: Vec<i64> = {
+        let seqs: Vec<(i64, Option<i64>)> = {
             let mut stmt = self
                 .conn
-                .prepare("SELECT seq FROM batches WHERE source = ?1 AND state = 'in_flight' ORDER BY seq")
+                .prepare("SELECT seq, ingested_at_us FROM batches WHERE source = ?1 AND state = 'in_flight' ORDER BY seq")
                 .map_err(|e| self.err(e))?;
-            let rows = stmt.query_map(params![source], |r| r.get(0)).map_err(|e| self.err(e))?;
+            let rows = stmt.query_map(params![source], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
             rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))?
         };
         seqs.into_iter()
-            .map(|seq| Ok(BatchEntry { source: source.to_string(), seq, files: self.batch_files(source, seq)? }))
+            .map(|(seq, ingested_at_us)| Ok(BatchEntry { source: source.to_string(), seq, files: self.batch_files(source, seq)?, ingested_at_us }))
             .collect()
     }
 
@@ -380,9 +399,9 @@ impl Ledger {
         let tx = self.conn.transaction().map_err(wrap)?;
         for (batch, commit_ref) in batches {
             tx.execute(
-                "INSERT OR IGNORE INTO batches (source, seq, state, files, rows, started_at, finished_at)
-                 VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?5)",
-                params![batch.source, batch.seq, batch.files.len() as i64, total_rows(batch), now()],
+                "INSERT OR IGNORE INTO batches (source, seq, state, files, rows, started_at, finished_at, ingested_at_us)
+                 VALUES (?1, ?2, 'committed', ?3, ?4, ?5, ?5, ?6)",
+                params![batch.source, batch.seq, batch.files.len() as i64, total_rows(batch), now(), batch.ingested_at_us],
             )
             .map_err(wrap)?;
             tx.execute(

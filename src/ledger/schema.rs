@@ -5,7 +5,7 @@ use rusqlite::Connection;
 /// The ledger's file name inside the state folder.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     // WAL + FULL: a transaction is on disk when commit returns, and readers never block the writer.
@@ -14,6 +14,10 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version >= SCHEMA_VERSION {
         return Ok(());
+    }
+    if version == 1 {
+        // 2: a batch remembers its rows' `_ingested_at`, so a redo for another sink matches.
+        return conn.execute_batch("BEGIN; ALTER TABLE batches ADD COLUMN ingested_at_us INTEGER; PRAGMA user_version = 2; COMMIT;");
     }
     conn.execute_batch(
         "BEGIN;
@@ -42,6 +46,7 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              rows INTEGER NOT NULL,
              started_at TEXT NOT NULL,
              finished_at TEXT,
+             ingested_at_us INTEGER,
              PRIMARY KEY (source, seq)
          );
          CREATE TABLE IF NOT EXISTS batch_sinks (
@@ -56,7 +61,7 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              key TEXT PRIMARY KEY,
              value TEXT NOT NULL
          );
-         PRAGMA user_version = 1;
+         PRAGMA user_version = 2;
          COMMIT;",
     )
 }

@@ -9,7 +9,7 @@ fn a_batch_goes_from_in_flight_to_committed() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(dir.path()).unwrap();
     assert_eq!(ledger.next_seq("s").unwrap(), 1);
-    let batch = BatchEntry { source: "s".into(), seq: 1, files: vec![file("a", "h1", 3), file("b", "h2", 4)] };
+    let batch = BatchEntry { source: "s".into(), seq: 1, files: vec![file("a", "h1", 3), file("b", "h2", 4)], ingested_at_us: None };
     ledger.begin_batch(&batch).unwrap();
     assert_eq!(ledger.known("s", "a", 10, 7).unwrap(), Some(FileState::InFlight));
     assert_eq!(ledger.in_flight_batches("s").unwrap(), vec![batch.clone()]);
@@ -30,7 +30,7 @@ fn a_batch_goes_from_in_flight_to_committed() {
 fn an_abandoned_batch_forgets_its_files_but_keeps_its_number() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(dir.path()).unwrap();
-    ledger.begin_batch(&BatchEntry { source: "s".into(), seq: 1, files: vec![file("a", "h1", 3)] }).unwrap();
+    ledger.begin_batch(&BatchEntry { source: "s".into(), seq: 1, files: vec![file("a", "h1", 3)], ingested_at_us: None }).unwrap();
     ledger.abandon_batch("s", 1).unwrap();
     assert_eq!(ledger.known("s", "a", 10, 7).unwrap(), None);
     assert_eq!(ledger.holder_of("s", "h1").unwrap(), None);
@@ -43,7 +43,7 @@ fn survives_reopening_and_imports_batches_found_in_a_sink() {
     {
         let mut ledger = Ledger::open(dir.path()).unwrap();
         let rebuilt = FileEntry { size: None, mtime_ns: None, ..file("x", "hx", 9) };
-        let imported = BatchEntry { source: "s".into(), seq: 5, files: vec![rebuilt] };
+        let imported = BatchEntry { source: "s".into(), seq: 5, files: vec![rebuilt], ingested_at_us: None };
         ledger.import_committed("lake", &[(imported, "delta version 9".into())]).unwrap();
     }
     let ledger = Ledger::open(dir.path()).unwrap();
@@ -83,7 +83,7 @@ fn a_damaged_ledger_is_set_aside_and_a_new_one_started() {
     {
         let mut ledger = Ledger::open(dir.path()).unwrap();
         for seq in 1..=200 {
-            ledger.begin_batch(&BatchEntry { source: "s".into(), seq, files: vec![file(&format!("f{seq}"), &format!("h{seq}"), 1)] }).unwrap();
+            ledger.begin_batch(&BatchEntry { source: "s".into(), seq, files: vec![file(&format!("f{seq}"), &format!("h{seq}"), 1)], ingested_at_us: None }).unwrap();
             ledger.finish_batch("s", seq).unwrap();
         }
         ledger.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();

@@ -2,6 +2,7 @@
 //! action `(app id, seq)` and the batch manifest in the commit info. Whether a batch is in the
 //! table is read back from the `txn` version: the log is the truth, the ledger a cache of it.
 
+mod commits;
 mod maintenance;
 
 use super::{BatchManifest, Sink, SinkError, SinkWriter, Upkeep};
@@ -213,6 +214,20 @@ impl Sink for DeltaSink {
         Ok(found)
     }
 
+    async fn lake_commit(&self, seq: i64) -> Result<Option<crate::druid::LakeCommit>, SinkError> {
+        let mut cached = self.cached.lock().await;
+        let table = match cached.take() {
+            Some(table) => self.current(Some(table)).await?,
+            None => match self.open_existing().await? {
+                Some(table) => table,
+                None => return Ok(None),
+            },
+        };
+        let found = commits::lake_commit(&self.name, &table, (&self.instance, &self.source), seq).await;
+        *cached = Some(table);
+        found
+    }
+
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
         let mut cached = self.cached.lock().await;
         let table = self.current(cached.take()).await?;
@@ -309,14 +324,9 @@ impl SinkWriter for DeltaBatchWriter {
         // object_store's local files are not fsynced: do it, data before the commit that names it.
         let local_root = self.table.table_url().to_file_path().ok();
         if let Some(root) = &local_root {
-            let mut paths: Vec<std::path::PathBuf> = Vec::new();
-            for action in &actions {
-                if let Action::Add(add) = action
-                    && let Ok(file) = self.table.table_url().join(&add.path).and_then(|u| u.to_file_path().map_err(|()| url::ParseError::EmptyHost))
-                {
-                    paths.push(file);
-                }
-            }
+            // `add.path` is the file's name under the root as written (hive-escaped, `a%20b`), not
+            // a URL to decode.
+            let paths: Vec<_> = actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(root.join(&add.path)) } else { None }).collect();
             fsync_files_and_folders(root, &paths).map_err(|e| SinkError::storage(&self.sink, format!("fsync data files: {e}")))?;
         }
         let manifest_json = serde_json::to_value(manifest).map_err(|e| SinkError::storage(&self.sink, e))?;

@@ -5,12 +5,16 @@
 //! increases per (instance, source), which is what makes a retried commit detectable.
 
 mod delta;
+mod druid;
+mod kafka;
 mod parquet;
 
 pub use self::delta::DeltaSink;
+pub use self::druid::{DruidSink, submit_supervisor_in_background};
+pub use self::kafka::KafkaSink;
 pub use self::parquet::ParquetSink;
 
-use crate::config::SinkConfig;
+use crate::config::{Config, SinkConfig};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -22,6 +26,9 @@ pub struct BatchManifest {
     pub instance: String,
     pub source: String,
     pub seq: i64,
+    /// The `_ingested_at` of the batch's rows (UTC µs); absent in manifests of ingestd < 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingested_at_us: Option<i64>,
     pub files: Vec<ManifestFile>,
 }
 
@@ -75,6 +82,17 @@ pub trait Sink: Send + Sync {
     /// The manifests of batches with seq > `after` this sink holds for (instance, source), with
     /// the sink's reference for each; used to rebuild a lost ledger.
     async fn batches_after(&self, after: i64) -> Result<Vec<(BatchManifest, String)>, SinkError>;
+    /// Whether part of batch `seq` may be visible although [`Sink::recover`] does not count it
+    /// held (a sink whose commit is not atomic). Such a batch is completed with the same files,
+    /// never given up.
+    async fn started(&self, _seq: i64) -> Result<bool, SinkError> {
+        Ok(false)
+    }
+    /// What batch `seq` added (root, version, files), for loaders reading a lake's files;
+    /// `None` when this sink does not hold it or keeps no such files.
+    async fn lake_commit(&self, _seq: i64) -> Result<Option<crate::druid::LakeCommit>, SinkError> {
+        Ok(None)
+    }
     /// Starts writing a batch; nothing is visible until [`SinkWriter::commit`].
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError>;
     /// The sink's table upkeep (compaction, checkpoints, vacuum), if it needs any. It runs
@@ -100,10 +118,13 @@ pub trait SinkWriter: Send {
     async fn commit(self: Box<Self>, manifest: &BatchManifest) -> Result<String, SinkError>;
 }
 
-/// Builds the sink named `name` for one source.
-pub fn build(name: &str, config: &SinkConfig, instance: &str, source: &str) -> Box<dyn Sink> {
-    match config {
+/// Builds the sink named `name` for one source, if the config has it.
+pub fn build(name: &str, config: &Config, source: &str) -> Option<Box<dyn Sink>> {
+    let instance = config.instance.as_str();
+    Some(match config.sinks.get(name)? {
         SinkConfig::Delta(c) => Box::new(DeltaSink::new(name, c.clone(), instance, source)),
         SinkConfig::Parquet(c) => Box::new(ParquetSink::new(name, c.clone(), instance, source)),
-    }
+        SinkConfig::Kafka(c) => Box::new(KafkaSink::new(name, c.clone(), instance, source, &config.state_dir)),
+        SinkConfig::Druid(c) => Box::new(DruidSink::new(name, c.clone(), config, source)?),
+    })
 }

@@ -181,6 +181,18 @@ impl Sink for ParquetSink {
             .collect())
     }
 
+    async fn lake_commit(&self, seq: i64) -> Result<Option<crate::druid::LakeCommit>, SinkError> {
+        let path = self.manifest_dir().join(format!("{seq:020}.json"));
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.err(format!("{}: {e}", path.display()))),
+        };
+        let record: CommitRecord = serde_json::from_slice(&text).map_err(|e| self.err(format!("damaged manifest {}: {e}", path.display())))?;
+        let root = std::path::absolute(self.root()).map_err(|e| self.err(format!("{}: {e}", self.config.path)))?;
+        Ok(Some(crate::druid::LakeCommit { root: root.to_string_lossy().into_owned(), version: None, files: record.files }))
+    }
+
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
         let schema = self.schema.clone().ok_or_else(|| self.err("begin before prepare"))?;
         let compression = match self.config.compression {
@@ -348,49 +360,4 @@ fn unique_suffix() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_values_are_percent_encoded_as_utf8_bytes() {
-        assert_eq!(escape_partition_value("a b/é"), "a%20b%2F%C3%A9");
-        assert_eq!(escape_partition_value("2021-01.x_y"), "2021-01.x_y");
-    }
-
-    #[test]
-    fn only_this_writers_temporary_files_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let names = [
-            ".part-h+a-~1-2-3.tmp",
-            ".part-h+a-0000000007.parquet.tmp",
-            ".part-h+a-b-0000000007.parquet.tmp",
-            ".part-h+a-b-~1-2-3.tmp",
-            "part-h+a-0000000006.parquet",
-        ];
-        for name in names {
-            std::fs::write(dir.path().join(name), b"x").unwrap();
-        }
-        remove_temps(dir.path(), ".part-h+a-", &Default::default()).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        left.sort();
-        assert_eq!(left, [".part-h+a-b-0000000007.parquet.tmp", ".part-h+a-b-~1-2-3.tmp", "part-h+a-0000000006.parquet"]);
-    }
-
-    #[test]
-    fn recovery_removes_a_manifest_left_under_its_temporary_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ParquetSinkConfig {
-            path: dir.path().to_string_lossy().into_owned(),
-            partition_by: vec![],
-            compression: ParquetCompression::Zstd,
-            zstd_level: 3,
-        };
-        let sink = ParquetSink::new("files", config, "h", "s");
-        std::fs::create_dir_all(sink.manifest_dir()).unwrap();
-        let stale = sink.manifest_dir().join(format!("{:020}.json.tmp", 3));
-        std::fs::write(&stale, b"{").unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        assert_eq!(runtime.block_on(sink.recover()).unwrap(), None, "an uncommitted manifest holds nothing");
-        assert!(!stale.exists());
-    }
-}
+mod tests;

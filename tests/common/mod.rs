@@ -2,6 +2,11 @@
 //! reader of the resulting Delta table that goes through the Delta log like any other reader.
 #![allow(dead_code)]
 
+pub mod druid_mock;
+pub mod kafka;
+#[cfg(feature = "fault-injection")]
+pub mod torture;
+
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;

@@ -1,0 +1,57 @@
+//! `ingestd druid ...`: the Druid specs ingestd generates, printed to look at or to post by hand.
+
+use crate::config::{ColumnConfig, Config, SinkConfig};
+use crate::map::Mapping;
+use anyhow::{Context, Result, bail};
+use indexmap::IndexMap;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DruidCommand {
+    /// Print the Kafka supervisor spec of a Kafka sink (its `[sinks.SINK.druid]` table), as the
+    /// daemon posts it with `submit = true`.
+    SupervisorSpec {
+        /// The Kafka sink.
+        sink: String,
+    },
+}
+
+pub(super) fn druid(config: &Config, command: DruidCommand) -> Result<i32> {
+    match command {
+        DruidCommand::SupervisorSpec { sink } => {
+            println!("{}", serde_json::to_string_pretty(&supervisor_spec(config, &sink)?)?);
+            Ok(0)
+        }
+    }
+}
+
+/// The spec for the mapping of the first source writing to `sink`.
+fn supervisor_spec(config: &Config, sink: &str) -> Result<serde_json::Value> {
+    let kafka = match config.sinks.get(sink) {
+        Some(SinkConfig::Kafka(kafka)) => kafka,
+        Some(_) => bail!("sink {sink:?} is not a Kafka sink; supervisor specs are for Kafka sinks"),
+        None => bail!("no sink named {sink:?} under [sinks]"),
+    };
+    let druid = kafka.druid.as_ref().with_context(|| format!("sink {sink:?} has no [sinks.{sink}.druid] table"))?;
+    let (name, source) = config
+        .sources
+        .iter()
+        .find(|(_, source)| source.sinks.iter().any(|s| s == sink))
+        .with_context(|| format!("no source writes to sink {sink:?}"))?;
+    let columns = if source.columns.is_empty() { inferred(config, name)? } else { source.columns.clone() };
+    let mapping = Mapping::new(&columns, source.metadata_columns, source.on_bad_row, source.format.csv.null_values.clone())
+        .map_err(|e| anyhow::anyhow!("source {name:?}: {e}"))?;
+    Ok(crate::druid::supervisor_spec(&mapping.schema(), druid, &kafka.topic, &kafka.brokers, &kafka.properties)?)
+}
+
+/// The columns a run inferred from the first file of `source` (the runtime saves them there).
+fn inferred(config: &Config, source: &str) -> Result<IndexMap<String, ColumnConfig>> {
+    let path = config.state_dir.join("inferred").join(format!("{source}.toml"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => toml::from_str(&text).with_context(|| format!("reading inferred columns {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "source {source:?} lists no columns and none were inferred yet ({} is missing): run `ingestd once` on a file first, or list them under [sources.{source}.columns]",
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("reading inferred columns {}", path.display())),
+    }
+}
