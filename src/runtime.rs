@@ -111,9 +111,8 @@ pub struct SourceRuntime {
 impl SourceRuntime {
     pub fn new(name: &str, config: &Config) -> Result<SourceRuntime, RuntimeError> {
         let source = config.sources.get(name).ok_or_else(|| RuntimeError::Internal(format!("no source {name}")))?.clone();
-        let inferred_path = config.state_dir.join("inferred").join(format!("{name}.toml"));
-        let columns = if source.columns.is_empty() { load_inferred(&inferred_path)? } else { Some(source.columns.clone()) };
-        let mapping = columns.map(|c| build_mapping(&source, &c)).transpose()?;
+        let inferred_path = inferred_path(config, name);
+        let mapping = configured_mapping(config, name, &source)?;
         let sinks = source
             .sinks
             .iter()
@@ -504,6 +503,18 @@ impl SourceRuntime {
             }
         }
     }
+}
+
+/// The mapping of source `name`: its configured columns, or those a run inferred from its first
+/// file; `None` while neither exists.
+pub(crate) fn configured_mapping(config: &Config, name: &str, source: &SourceConfig) -> Result<Option<Mapping>, RuntimeError> {
+    let columns = if source.columns.is_empty() { load_inferred(&inferred_path(config, name))? } else { Some(source.columns.clone()) };
+    columns.map(|c| build_mapping(source, &c)).transpose()
+}
+
+/// Where the columns inferred for source `name` are saved.
+pub(crate) fn inferred_path(config: &Config, name: &str) -> PathBuf {
+    config.state_dir.join("inferred").join(format!("{name}.toml"))
 }
 
 fn build_mapping(source: &SourceConfig, columns: &indexmap::IndexMap<String, crate::config::ColumnConfig>) -> Result<Mapping, RuntimeError> {

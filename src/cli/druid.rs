@@ -1,9 +1,7 @@
 //! `ingestd druid ...`: the Druid specs ingestd generates, printed to look at or to post by hand.
 
-use crate::config::{ColumnConfig, Config, SinkConfig};
-use crate::map::Mapping;
+use crate::config::{Config, SinkConfig};
 use anyhow::{Context, Result, bail};
-use indexmap::IndexMap;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DruidCommand {
@@ -37,21 +35,13 @@ fn supervisor_spec(config: &Config, sink: &str) -> Result<serde_json::Value> {
         .iter()
         .find(|(_, source)| source.sinks.iter().any(|s| s == sink))
         .with_context(|| format!("no source writes to sink {sink:?}"))?;
-    let columns = if source.columns.is_empty() { inferred(config, name)? } else { source.columns.clone() };
-    let mapping = Mapping::new(&columns, source.metadata_columns, source.on_bad_row, source.format.csv.null_values.clone())
-        .map_err(|e| anyhow::anyhow!("source {name:?}: {e}"))?;
+    let mapping = crate::runtime::configured_mapping(config, name, source)
+        .map_err(|e| anyhow::anyhow!("source {name:?}: {e}"))?
+        .with_context(|| {
+            format!(
+                "source {name:?} lists no columns and none were inferred yet ({} is missing): run `ingestd once` on a file first, or list them under [sources.{name}.columns]",
+                crate::runtime::inferred_path(config, name).display()
+            )
+        })?;
     Ok(crate::druid::supervisor_spec(&mapping.schema(), druid, &kafka.topic, &kafka.brokers, &kafka.properties)?)
-}
-
-/// The columns a run inferred from the first file of `source` (the runtime saves them there).
-fn inferred(config: &Config, source: &str) -> Result<IndexMap<String, ColumnConfig>> {
-    let path = config.state_dir.join("inferred").join(format!("{source}.toml"));
-    match std::fs::read_to_string(&path) {
-        Ok(text) => toml::from_str(&text).with_context(|| format!("reading inferred columns {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "source {source:?} lists no columns and none were inferred yet ({} is missing): run `ingestd once` on a file first, or list them under [sources.{source}.columns]",
-            path.display()
-        ),
-        Err(e) => Err(e).with_context(|| format!("reading inferred columns {}", path.display())),
-    }
 }
