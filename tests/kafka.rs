@@ -106,6 +106,8 @@ fn check_committed_batches_match_lake(t: &Torture, brokers: &str, hashes: &HashM
 }
 
 fn check_messages_match_lake(t: &Torture, messages: Vec<KafkaRow>, hashes: &HashMap<String, String>) {
+    let spooled: Vec<_> = walk_files(&t.ws.path("state/spool")).into_iter().filter(|p| p.to_string_lossy().ends_with(".arrows")).collect();
+    assert!(spooled.is_empty(), "spool files left behind: {spooled:?}");
     let (lost, duplicated, unexpected) = compare_rows(&t.expected, &fingerprints_of_messages(&messages));
     println!("{} messages: {lost} lost, {duplicated} duplicated, {unexpected} unexpected", messages.len());
     assert_eq!((lost, duplicated, unexpected), (0, 0, 0), "topic against the input files");

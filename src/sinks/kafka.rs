@@ -129,6 +129,15 @@ impl KafkaSink {
         self.shared.with_session(|_, s| Ok(s.mode)).await
     }
 
+    /// Deletes spool files a crash left behind (no batch of this source is in flight yet).
+    fn clear_spool_dir(&self) {
+        for entry in std::fs::read_dir(&self.spool_dir).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "arrows") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     fn create_spool_dir(&self) -> Result<(), SinkError> {
         std::fs::create_dir_all(&self.spool_dir).map_err(|e| self.shared.err(format!("cannot create {}: {e}", self.spool_dir.display())))
     }
@@ -155,6 +164,7 @@ impl Sink for KafkaSink {
             .collect::<Result<_, _>>()?;
         super::submit_supervisor_in_background(&shared.source, &shared.name, &shared.config, &schema)?;
         self.create_spool_dir()?;
+        self.clear_spool_dir();
         let mode = self.mode().await?;
         tracing::info!(sink = %shared.name, topic = %shared.config.topic, ?mode, "kafka sink ready");
         Ok(())
@@ -186,7 +196,7 @@ impl Sink for KafkaSink {
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
         self.create_spool_dir()?;
         let path = self.spool_dir.join(format!("{}.arrows", unique_name()));
-        Ok(Box::new(KafkaWriter { shared: self.shared.clone(), key_columns: self.key_columns.clone(), path, spool: None }))
+        Ok(Box::new(KafkaWriter { shared: self.shared.clone(), key_columns: self.key_columns.clone(), path: SpoolFile(path), spool: None }))
     }
 }
 
@@ -194,7 +204,8 @@ impl Sink for KafkaSink {
 struct KafkaWriter {
     shared: Arc<Shared>,
     key_columns: Vec<usize>,
-    path: PathBuf,
+    /// Deleted with the writer, committed or not.
+    path: SpoolFile,
     spool: Option<StreamWriter<BufWriter<File>>>,
 }
 
@@ -210,9 +221,9 @@ impl Drop for SpoolFile {
 #[async_trait]
 impl SinkWriter for KafkaWriter {
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
-        let err = |e: arrow::error::ArrowError| self.shared.err(format!("spool {}: {e}", self.path.display()));
+        let err = |e: arrow::error::ArrowError| self.shared.err(format!("spool {}: {e}", self.path.0.display()));
         if self.spool.is_none() {
-            let file = File::create(&self.path).map_err(|e| err(e.into()))?;
+            let file = File::create(&self.path.0).map_err(|e| err(e.into()))?;
             self.spool = Some(StreamWriter::try_new(BufWriter::new(file), &batch.schema()).map_err(err)?);
         }
         if let Some(spool) = self.spool.as_mut() {
@@ -222,8 +233,7 @@ impl SinkWriter for KafkaWriter {
     }
 
     async fn commit(self: Box<Self>, manifest: &BatchManifest) -> Result<String, SinkError> {
-        let KafkaWriter { shared, key_columns, path, spool } = *self;
-        let spool_file = SpoolFile(path);
+        let KafkaWriter { shared, key_columns, path: spool_file, spool } = *self;
         let written = match spool {
             Some(mut writer) => {
                 writer.finish().map_err(|e| shared.err(format!("spool {}: {e}", spool_file.0.display())))?;
