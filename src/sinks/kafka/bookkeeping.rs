@@ -11,10 +11,8 @@ use crate::sinks::BatchManifest;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,52 +57,29 @@ pub fn read(config: &KafkaSinkConfig, key: &str, after: i64) -> Result<Ledger, K
     let topic = config.bookkeeping_topic.as_str();
     let metadata = consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT)?;
     let partitions = metadata.topics().iter().find(|t| t.name() == topic).map_or(0, |t| t.partitions().len() as i32);
-    let mut assignment = TopicPartitionList::new();
-    let mut open = 0;
-    for p in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, REQUEST_TIMEOUT)?;
-        if high > low {
-            assignment.add_partition_offset(topic, p, Offset::Beginning)?;
-            open += 1;
-        }
-    }
+    let starts: Vec<(i32, Option<i64>)> = (0..partitions).map(|p| (p, None)).collect();
     let mut ledger = Ledger::default();
-    if open == 0 {
-        return Ok(ledger);
-    }
-    consumer.assign(&assignment)?;
-    let started = Instant::now();
-    while open > 0 {
-        if started.elapsed() > REQUEST_TIMEOUT * 4 {
-            return Err(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::OperationTimedOut));
+    client::read_to_end(&consumer, topic, &starts, |message| {
+        if message.key() != Some(key.as_bytes()) {
+            return;
         }
-        match consumer.poll(std::time::Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => return Err(e),
-            Some(Ok(message)) => {
-                if message.key() != Some(key.as_bytes()) {
-                    continue;
+        let Some(record) = message.payload().and_then(|p| serde_json::from_slice::<BatchRecord>(p).ok()) else {
+            tracing::warn!(topic, offset = message.offset(), "unreadable bookkeeping record skipped");
+            return;
+        };
+        match record.state {
+            BatchState::Begun => ledger.unfinished = Some(record),
+            BatchState::Committed => {
+                if ledger.unfinished.as_ref().is_some_and(|u| u.manifest.seq == record.manifest.seq) {
+                    ledger.unfinished = None;
                 }
-                let Some(record) = message.payload().and_then(|p| serde_json::from_slice::<BatchRecord>(p).ok()) else {
-                    tracing::warn!(topic, offset = message.offset(), "unreadable bookkeeping record skipped");
-                    continue;
-                };
-                match record.state {
-                    BatchState::Begun => ledger.unfinished = Some(record),
-                    BatchState::Committed => {
-                        if ledger.unfinished.as_ref().is_some_and(|u| u.manifest.seq == record.manifest.seq) {
-                            ledger.unfinished = None;
-                        }
-                        let seq = record.manifest.seq;
-                        ledger.highest = ledger.highest.max(Some(seq));
-                        if seq > after {
-                            ledger.committed.insert(seq, record);
-                        }
-                    }
+                let seq = record.manifest.seq;
+                ledger.highest = ledger.highest.max(Some(seq));
+                if seq > after {
+                    ledger.committed.insert(seq, record);
                 }
             }
         }
-    }
+    })?;
     Ok(ledger)
 }

@@ -5,14 +5,17 @@ use crate::config::{KafkaExactlyOnce, KafkaSinkConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::BaseConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long metadata, watermark and admin requests may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -125,6 +128,42 @@ pub fn reader(config: &KafkaSinkConfig) -> Result<BaseConsumer, KafkaError> {
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed");
     client.create()
+}
+
+/// Reads `topic` from each `(partition, start)` (`None`: the beginning) to its end (for a
+/// `read_committed` reader, the last stable offset), handing every message to `each`.
+pub fn read_to_end(
+    consumer: &BaseConsumer,
+    topic: &str,
+    starts: &[(i32, Option<i64>)],
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
+    let mut assignment = TopicPartitionList::new();
+    let mut open = 0;
+    for &(partition, start) in starts {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, REQUEST_TIMEOUT)?;
+        if high > start.unwrap_or(low) {
+            assignment.add_partition_offset(topic, partition, start.map_or(Offset::Beginning, Offset::Offset))?;
+            open += 1;
+        }
+    }
+    if open == 0 {
+        return Ok(());
+    }
+    consumer.assign(&assignment)?;
+    let started = Instant::now();
+    while open > 0 {
+        if started.elapsed() > REQUEST_TIMEOUT * 4 {
+            return Err(KafkaError::Global(RDKafkaErrorCode::OperationTimedOut));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
+            Some(Err(e)) => return Err(e),
+            Some(Ok(message)) => each(&message),
+        }
+    }
+    Ok(())
 }
 
 /// The partition count of `topic`, creating it (with `config` settings) when missing.

@@ -7,12 +7,10 @@ use super::encode;
 use crate::config::{KafkaExactlyOnce, KafkaSinkConfig};
 use crate::sinks::BatchManifest;
 use arrow::record_batch::RecordBatch;
-use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 /// Header names every message carries.
@@ -232,42 +230,19 @@ fn landed_rows(config: &KafkaSinkConfig, begun: &BatchRecord) -> Result<Vec<bool
     let topic = begun.topic.as_str();
     let total: u64 = begun.manifest.files.iter().map(|f| f.rows).sum();
     let mut landed = vec![false; total as usize];
-    let mut assignment = TopicPartitionList::new();
-    let mut open = 0;
-    for (p, &start) in begun.start_offsets.iter().enumerate() {
-        let (_, high) = consumer.fetch_watermarks(topic, p as i32, REQUEST_TIMEOUT)?;
-        if high > start {
-            assignment.add_partition_offset(topic, p as i32, Offset::Offset(start))?;
-            open += 1;
-        }
-    }
-    if open == 0 {
-        return Ok(landed);
-    }
-    consumer.assign(&assignment)?;
+    let starts: Vec<(i32, Option<i64>)> = begun.start_offsets.iter().enumerate().map(|(p, &start)| (p as i32, Some(start))).collect();
     let seq = begun.manifest.seq.to_string();
-    let started = Instant::now();
-    while open > 0 {
-        if started.elapsed() > REQUEST_TIMEOUT * 4 {
-            return Err(KafkaError::Global(RDKafkaErrorCode::OperationTimedOut));
+    client::read_to_end(&consumer, topic, &starts, |message| {
+        let Some(headers) = message.headers() else { return };
+        let value = |name: &str| headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok());
+        let ours = value(HEADER_INSTANCE) == Some(begun.manifest.instance.as_str())
+            && value(HEADER_SOURCE) == Some(begun.manifest.source.as_str())
+            && value(HEADER_BATCH) == Some(seq.as_str());
+        if let (true, Some(row)) = (ours, value(HEADER_ROW).and_then(|r| r.parse::<usize>().ok()))
+            && let Some(slot) = landed.get_mut(row)
+        {
+            *slot = true;
         }
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(_))) => open -= 1,
-            Some(Err(e)) => return Err(e),
-            Some(Ok(message)) => {
-                let Some(headers) = message.headers() else { continue };
-                let value = |name: &str| headers.iter().find(|h| h.key == name).and_then(|h| h.value).and_then(|v| std::str::from_utf8(v).ok());
-                let ours = value(HEADER_INSTANCE) == Some(begun.manifest.instance.as_str())
-                    && value(HEADER_SOURCE) == Some(begun.manifest.source.as_str())
-                    && value(HEADER_BATCH) == Some(seq.as_str());
-                if let (true, Some(row)) = (ours, value(HEADER_ROW).and_then(|r| r.parse::<usize>().ok()))
-                    && let Some(slot) = landed.get_mut(row)
-                {
-                    *slot = true;
-                }
-            }
-        }
-    }
+    })?;
     Ok(landed)
 }
