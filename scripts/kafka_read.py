@@ -36,16 +36,28 @@ def main() -> int:
     assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
     consumer.assign(assigned)
     consumer.seek_to_beginning(*assigned)
-    # With read_committed the end offsets are the last stable offsets.
+    # With read_committed the end offsets are the last stable offsets. The loop counts the
+    # records poll() returned, not position(): kafka-python may advance the position when it
+    # fetches, while up to max_poll_records fetched records still wait in its buffer.
     ends = consumer.end_offsets(assigned)
+    beginnings = consumer.beginning_offsets(assigned)
+    next_returned = {tp: beginnings[tp] for tp in assigned}
     deadline = time.monotonic() + 120
+    idle_polls = 0
     out = sys.stdout
-    while any(consumer.position(tp) < ends[tp] for tp in assigned):
+    while any(next_returned[tp] < ends[tp] for tp in assigned):
         if time.monotonic() > deadline:
             print("timed out before the end of the topic", file=sys.stderr)
             return 1
-        for records in consumer.poll(timeout_ms=500).values():
+        polled = consumer.poll(timeout_ms=500)
+        idle_polls = 0 if polled else idle_polls + 1
+        # Transaction markers are never returned: a partition whose remaining offsets are all
+        # markers is at its end once the consumer has fetched past them and polls come back empty.
+        if idle_polls >= 4 and all(next_returned[tp] >= ends[tp] or consumer.position(tp) >= ends[tp] for tp in assigned):
+            break
+        for tp, records in polled.items():
             for r in records:
+                next_returned[tp] = max(next_returned[tp], r.offset + 1)
                 out.write(json.dumps({
                     "partition": r.partition,
                     "offset": r.offset,

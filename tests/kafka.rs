@@ -110,6 +110,9 @@ fn check_messages_match_lake(t: &Torture, messages: Vec<KafkaRow>, hashes: &Hash
     assert!(spooled.is_empty(), "spool files left behind: {spooled:?}");
     let (lost, duplicated, unexpected) = compare_rows(&t.expected, &fingerprints_of_messages(&messages));
     println!("{} messages: {lost} lost, {duplicated} duplicated, {unexpected} unexpected", messages.len());
+    if (lost, duplicated, unexpected) != (0, 0, 0) {
+        explain_difference(t, &messages);
+    }
     assert_eq!((lost, duplicated, unexpected), (0, 0, 0), "topic against the input files");
     let mut on_topic = HashMap::new();
     for m in &messages {
@@ -128,6 +131,33 @@ fn check_messages_match_lake(t: &Torture, messages: Vec<KafkaRow>, hashes: &Hash
         assert_eq!(Some(&h["ingestd.file_hash"]), hashes.get(&h["ingestd.file"]), "content hash of {}", h["ingestd.file"]);
         assert!(seen.insert((h["ingestd.batch"].clone(), h["ingestd.row"].clone())), "(batch, row) twice: {h:?}");
     }
+}
+
+/// Which files' rows the topic lacks or repeats, by batch, with the end of the daemon's log:
+/// what a failure report needs to tell a broker's fault from the sink's.
+fn explain_difference(t: &Torture, messages: &[KafkaRow]) {
+    let mut on_topic: HashMap<String, (usize, std::collections::BTreeSet<String>)> = HashMap::new();
+    for m in messages {
+        let entry = on_topic.entry(m.headers["ingestd.file"].clone()).or_default();
+        entry.0 += 1;
+        entry.1.insert(format!("{}@p{}", m.headers["ingestd.batch"], m.partition));
+    }
+    let mut in_lake: HashMap<String, usize> = HashMap::new();
+    for batch in read_delta(&t.ws.path("lake/attom")) {
+        let files = batch.column_by_name("_source_file").unwrap().as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone();
+        for file in files.iter().flatten() {
+            *in_lake.entry(file.to_string()).or_default() += 1;
+        }
+    }
+    for (file, rows) in &in_lake {
+        let (messages, batches) = on_topic.get(file).cloned().unwrap_or_default();
+        if messages != *rows {
+            println!("{file}: {rows} rows in the lake, {messages} messages (batch@partition: {batches:?})");
+        }
+    }
+    let log = std::fs::read_to_string(t.ws.path("torture.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(60).collect();
+    println!("end of the daemon's log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
 }
 
 /// BLAKE3 of each staged file, by name, before the files move.
