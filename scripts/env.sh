@@ -15,12 +15,13 @@ ensure_python_readers() {
     fi
 }
 
-# Debian packages the service tests use: Prometheus and promtool, systemd-analyze, make.
+# Debian packages the tests use: Prometheus and promtool, systemd-analyze, make, curl (push).
 ensure_debian_packages() {
     local missing=()
     { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
     command -v systemd-analyze >/dev/null || missing+=(systemd)
     command -v make >/dev/null || missing+=(make)
+    command -v curl >/dev/null || missing+=(curl)
     if [ ${#missing[@]} -gt 0 ]; then
         local sudo=""
         [ "$(id -u)" -ne 0 ] && sudo=sudo
@@ -66,5 +67,14 @@ ensure_tansu() {
 ensure_kafka_client() {
     ensure_python_readers
     "$INGESTD_VENV/bin/python" -c 'import kafka, zstandard' 2>/dev/null ||
-        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check kafka-python zstandard
+        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check kafka-python==3.0.12 zstandard==0.25.0
+}
+
+# moto's S3-compatible server (honours conditional writes, which Delta commits on S3 rely on)
+# and boto3, the standard client the S3 tests upload with. No MinIO-compatible server is
+# published on PyPI, npm or crates.io as something installable here.
+ensure_s3_server() {
+    ensure_python_readers
+    "$INGESTD_VENV/bin/python" -c 'import moto.server, boto3' 2>/dev/null ||
+        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.2.5' 'boto3==1.44.5'
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian packages, a Python venv with the readers and kafka-python,
-# the tansu Kafka broker) and runs them all: unit and integration tests (cargo), then the
+# Installs what the tests need (Debian packages, a Python venv with the readers, kafka-python
+# and moto's S3 server, the tansu Kafka broker) and runs them all: unit and integration tests (cargo), then the
 # full ATTOM pull (322 files, 1,017,244 rows) read back by Python's deltalake, polars and duckdb,
 # then the benchmark script at small scale.
 set -euo pipefail
@@ -8,11 +8,13 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-echo "== Debian packages (prometheus, promtool, systemd-analyze, make)"
+echo "== Debian packages (prometheus, promtool, systemd-analyze, make, curl)"
 ensure_debian_packages
 echo "== python readers and kafka-python (venv at $INGESTD_VENV)"
 ensure_python_readers
 ensure_kafka_client
+echo "== moto S3 server and boto3"
+ensure_s3_server
 echo "== tansu Kafka broker $TANSU_VERSION (built once into $TANSU_ROOT, about 12 minutes)"
 ensure_tansu
 echo "== cargo test (release profile, target $CARGO_TARGET_DIR)"

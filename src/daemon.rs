@@ -3,6 +3,7 @@
 //! its [`SourceRuntime`]; the ledger is shared.
 
 use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::discover::remote::{self, Remote};
 use crate::discover::{Candidate, FolderSource};
 use crate::ledger::Ledger;
 use crate::metrics::METRICS;
@@ -30,10 +31,12 @@ impl Summary {
     }
 }
 
-/// A source ready to run: its runtime (recovered) and its folder (locked).
+/// A source ready to run: its runtime (recovered), its folder (locked) and, for `http` and
+/// `s3` sources, the poller that downloads into that folder.
 struct Started {
     runtime: SourceRuntime,
     folder: FolderSource,
+    remote: Option<Box<dyn Remote>>,
 }
 
 /// Locks the state folder (so a second daemon is refused before it touches anything) and opens
@@ -59,9 +62,10 @@ fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RuntimeE
 async fn start_source(name: &str, config: &Config, ledger: &SharedLedger) -> Result<Started, RuntimeError> {
     let source = config.sources.get(name).ok_or_else(|| RuntimeError::Internal(format!("no source {name}")))?;
     let folder = FolderSource::new(name, source)?;
+    let remote = remote::open(name, source, &config.state_dir)?;
     let mut runtime = SourceRuntime::new(name, config)?;
     runtime.recover(ledger).await?;
-    Ok(Started { runtime, folder })
+    Ok(Started { runtime, folder, remote })
 }
 
 /// Every folder is locked before any source recovers, so a second daemon is refused first.
@@ -80,7 +84,13 @@ pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<
     let started = Instant::now();
     let (ledger, mut sources, _state_lock) = start(config).await?;
     let mut summary = Summary::default();
-    for Started { runtime, folder } in &mut sources {
+    for Started { runtime, folder, remote } in &mut sources {
+        if let Some(remote) = remote {
+            let report = remote.poll().await?;
+            if report.failed > 0 {
+                return Err(RuntimeError::Io(format!("source {}: {} file(s) could not be downloaded (see the log)", runtime.name, report.failed)));
+            }
+        }
         loop {
             let ready = folder.poll(Duration::ZERO);
             for chunk in ready.chunks(runtime.config.batch.max_files) {
@@ -129,6 +139,8 @@ struct Running {
     halt: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
     thread: std::thread::JoinHandle<()>,
+    /// The poller of an `http` or `s3` source.
+    poller: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The parts of a config one source depends on: a reload restarts the source when they change.
@@ -147,7 +159,7 @@ fn footprint(config: &Config, name: &str) -> Option<Footprint> {
 /// Starts a source's discovery thread and task.
 async fn spawn_source(name: &str, config: &Config, ledger: &SharedLedger) -> Result<Running, RuntimeError> {
     let footprint = footprint(config, name).ok_or_else(|| RuntimeError::Internal(format!("no source {name}")))?;
-    let Started { runtime, mut folder } = start_source(name, config, ledger).await?;
+    let Started { runtime, mut folder, remote } = start_source(name, config, ledger).await?;
     let (tx, rx) = mpsc::channel::<Candidate>(1024);
     if let Err(e) = folder.watch() {
         warn!(source = %name, error = %e, "no file notifications; relying on periodic listing");
@@ -156,8 +168,10 @@ async fn spawn_source(name: &str, config: &Config, ledger: &SharedLedger) -> Res
     let thread_halt = halt.clone();
     let thread = std::thread::spawn(move || discover_loop(folder, tx, &thread_halt));
     let (stop, stop_rx) = watch::channel(false);
+    let poll_interval = runtime.config.fetch.poll_interval.0;
+    let poller = remote.map(|r| tokio::spawn(remote::run(name.to_string(), r, poll_interval, stop_rx.clone())));
     let task = tokio::spawn(source_loop(runtime, ledger.clone(), rx, stop_rx));
-    Ok(Running { footprint, stop, halt, task, thread })
+    Ok(Running { footprint, stop, halt, task, thread, poller })
 }
 
 /// Asks sources to stop and waits for them, at most `limit`; returns whether all stopped in
@@ -171,6 +185,11 @@ async fn stop_sources(running: Vec<(String, Running)>, limit: Duration) -> bool 
         waits.push(async move {
             if let Err(e) = source.task.await {
                 error!(source = %name, error = %e, "source task failed");
+            }
+            if let Some(poller) = source.poller {
+                // A download in progress is abandoned: its partial file never lands.
+                poller.abort();
+                let _ = poller.await;
             }
             let _ = tokio::task::spawn_blocking(move || source.thread.join()).await;
             STATUS.remove_source(&name);
@@ -188,7 +207,9 @@ pub async fn run(config_path: Option<&Path>, mut config: Config, mut control: mp
         running.insert(name.clone(), spawn_source(name, &config, &ledger).await?);
     }
     let (http_stop, http_stop_rx) = watch::channel(false);
-    let http = config.http.address().map(|listen| tokio::spawn(crate::http::serve(listen, http_stop_rx)));
+    // Kept so a reload can replace its targets (see `PushState::set_targets`).
+    let push = crate::push::PushState::new(&config, ledger.clone());
+    let http = config.http.address().map(|listen| tokio::spawn(crate::http::serve(listen, http_stop_rx, Some(push.clone()))));
     info!(sources = config.sources.len(), "ingestd running");
 
     // The watchdog pings come from their own task, so a reload waiting for a long batch is not
@@ -213,7 +234,7 @@ pub async fn run(config_path: Option<&Path>, mut config: Config, mut control: mp
             message = control.recv() => match message {
                 Some(Control::Reload) => {
                     service::notify("RELOADING=1");
-                    reload(config_path, &mut config, &mut running, &ledger).await;
+                    reload(config_path, &mut config, &mut running, &ledger, &push).await;
                     // Before the first READY=1, the tick below sends it once the scans are done.
                     if ready {
                         service::notify(&format!("READY=1\nSTATUS={}", STATUS.summary()));
@@ -253,7 +274,13 @@ pub async fn run(config_path: Option<&Path>, mut config: Config, mut control: mp
 /// Reads the config file again and applies it: removed and changed sources stop (after their
 /// batch in flight), new and changed ones start. A config that does not load, or that changes
 /// what only a restart can change, is refused and the running one stays.
-async fn reload(path: Option<&Path>, current: &mut Config, running: &mut IndexMap<String, Running>, ledger: &SharedLedger) {
+async fn reload(
+    path: Option<&Path>,
+    current: &mut Config,
+    running: &mut IndexMap<String, Running>,
+    ledger: &SharedLedger,
+    push: &crate::push::PushState,
+) {
     let loaded = match path {
         Some(path) => Config::load(path).map_err(|e| e.to_string()),
         None => Err("no config file to reload (running on the built-in default)".to_string()),
@@ -298,6 +325,7 @@ async fn reload(path: Option<&Path>, current: &mut Config, running: &mut IndexMa
         }
     }
     *current = new;
+    push.set_targets(current);
     STATUS.set_config(current);
     STATUS.set_reload_error(None);
     METRICS.reloads.with_label_values(&["applied"]).inc();

@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod map;
 pub mod metrics;
 pub mod pipeline;
+pub mod push;
 pub mod quarantine;
 pub mod runtime;
 pub mod sample;

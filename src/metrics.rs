@@ -35,6 +35,12 @@ pub struct Metrics {
     /// Druid batch tasks by outcome: `success` (a batch loaded), `failed_attempt` (a task ended
     /// FAILED; the next attempt follows), `gave_up` (`max_attempts` tasks failed).
     pub druid_tasks: IntCounterVec,
+    /// Downloads of `http` and `s3` sources by outcome: `landed`, `not_modified`, `too_fresh`
+    /// (changed less than `min_age` ago on the server), `retried`, `failed` (given up until the
+    /// next poll).
+    pub downloads: IntCounterVec,
+    /// Pushed uploads by HTTP status code.
+    pub uploads: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -74,9 +80,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
     build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
     let druid_tasks = counter("ingestd_druid_tasks_total", "Druid batch tasks by outcome.", &["source", "sink", "outcome"])?;
+    let downloads = counter("ingestd_downloads_total", "Downloads of http and s3 sources by outcome.", &["source", "outcome"])?;
+    let uploads = counter("ingestd_uploads_total", "Pushed uploads by HTTP status code.", &["source", "code"])?;
     Ok(Metrics {
         registry, files, rows, bytes, bad_rows, errors, batch_seconds, commit_seconds, reloads, kafka_messages, last_commit, pending, oldest_pending_seconds,
-        druid_tasks,
+        druid_tasks, downloads, uploads,
     })
 }
 

@@ -31,6 +31,8 @@ pub enum RuntimeError {
     Admit(#[from] admit::AdmitError),
     #[error(transparent)]
     Folder(#[from] crate::discover::FolderError),
+    #[error(transparent)]
+    Remote(#[from] crate::discover::remote::RemoteError),
     #[error("mapping: {0}")]
     Mapping(String),
     #[error("{0}")]
@@ -59,6 +61,7 @@ impl RuntimeError {
             RuntimeError::Sink(_) => "sink",
             RuntimeError::Admit(_) => "admit",
             RuntimeError::Folder(_) => "folder",
+            RuntimeError::Remote(_) => "fetch",
             RuntimeError::Mapping(_) => "mapping",
             RuntimeError::Io(_) => "io",
             RuntimeError::Internal(_) => "internal",
@@ -332,6 +335,7 @@ impl SourceRuntime {
                 warn!(source = %self.name, file = %file.name, "committed file rewritten with new content; ignored (allow_overwrites = false)");
                 self.lock(ledger)?.record_ignored(&self.name, &file.entry(None))?;
                 METRICS.files.with_label_values(&[&self.name, "ignored"]).inc();
+                self.discard_download(candidate);
             }
             Admission::Known(FileState::Committed | FileState::Duplicate) => {
                 // Done before a crash that came between the ledger and the archive/delete step.
@@ -345,9 +349,19 @@ impl SourceRuntime {
                 };
                 self.after_commit(std::slice::from_ref(&file));
             }
-            Admission::Known(_) => {}
+            Admission::Known(FileState::Ignored | FileState::Quarantined) => self.discard_download(candidate),
+            Admission::Known(FileState::InFlight) => {}
         }
         Ok(())
+    }
+
+    /// Deletes a downloaded copy nothing will read (the original stays on the server).
+    fn discard_download(&self, candidate: &Candidate) {
+        if self.config.kind.downloads()
+            && let Err(e) = std::fs::remove_file(&candidate.path)
+        {
+            warn!(source = %self.name, file = %candidate.name, error = %e, "cannot delete the downloaded copy");
+        }
     }
 
     /// Offers again the files deferred behind a twin that was not committed yet.
@@ -489,10 +503,12 @@ impl SourceRuntime {
         Ok(())
     }
 
-    /// Keeps, archives or deletes committed source files, as configured.
+    /// Keeps, archives or deletes committed source files, as configured. A downloaded copy is
+    /// never kept: the original stays on the server, and the ledger remembers it.
     pub(crate) fn after_commit(&self, files: &[AdmittedFile]) {
         for file in files {
             let result = match (self.config.after_commit, &self.config.archive_dir) {
+                (AfterCommit::Keep, _) if self.config.kind.downloads() => std::fs::remove_file(&file.path),
                 (AfterCommit::Keep, _) => Ok(()),
                 (AfterCommit::Archive, Some(dir)) => quarantine::move_file(&file.path, &dir.join(&file.name)),
                 (AfterCommit::Archive, None) => Ok(()),

@@ -6,6 +6,8 @@
 mod columns;
 mod druid;
 mod kafka;
+mod remote;
+mod secret;
 mod sink;
 mod source;
 pub mod units;
@@ -16,9 +18,11 @@ pub use druid::{
     DruidSupervisorConfig, Granularity,
 };
 pub use kafka::{KafkaCompression, KafkaExactlyOnce, KafkaSinkConfig, is_secret};
+pub use remote::{parse_s3_url, HttpSourceConfig, ListingKind, PushConfig, S3Config};
+pub use secret::Secret;
 pub use sink::{DeltaSinkConfig, ParquetCompression, ParquetSinkConfig, SinkConfig};
 pub use source::{
-    AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FormatConfig, FormatKind, SourceConfig,
+    AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FetchConfig, FormatConfig, FormatKind, SourceConfig,
     SourceKind,
 };
 
@@ -112,6 +116,27 @@ pub mod defaults {
     }
     pub fn source_kind() -> SourceKind {
         SourceKind::Folder
+    }
+    pub fn poll_interval() -> HumanDuration {
+        HumanDuration(Duration::from_secs(30))
+    }
+    pub fn fetch_concurrency() -> usize {
+        4
+    }
+    pub fn fetch_timeout() -> HumanDuration {
+        HumanDuration(Duration::from_secs(60))
+    }
+    pub fn fetch_retries() -> u32 {
+        5
+    }
+    pub fn fetch_backoff() -> HumanDuration {
+        HumanDuration(Duration::from_secs(1))
+    }
+    pub fn fetch_max_file_size() -> ByteSize {
+        ByteSize(4 << 30)
+    }
+    pub fn push_max_size() -> ByteSize {
+        ByteSize(1 << 30)
     }
     pub fn min_age() -> HumanDuration {
         HumanDuration(Duration::from_secs(2))
@@ -311,8 +336,14 @@ impl Config {
         };
         resolve(&mut self.state_dir);
         resolve(&mut self.quarantine_dir);
-        for source in self.sources.values_mut() {
+        for (name, source) in self.sources.iter_mut() {
+            if source.path.as_os_str().is_empty() && source.kind.downloads() {
+                source.path = self.state_dir.join("landing").join(name);
+            }
             resolve(&mut source.path);
+            if let Some(push) = source.push.as_mut() {
+                resolve(&mut push.tokens_file);
+            }
             if let Some(dir) = source.archive_dir.as_mut() {
                 resolve(dir);
             }
@@ -322,12 +353,12 @@ impl Config {
                 SinkConfig::Delta(delta) if !delta.uri.contains("://") => {
                     delta.uri = join_clean(base, Path::new(&delta.uri)).to_string_lossy().into_owned();
                 }
-                SinkConfig::Parquet(parquet) => {
+                SinkConfig::Parquet(parquet) if !parquet.path.starts_with("s3://") => {
                     parquet.path = join_clean(base, Path::new(&parquet.path)).to_string_lossy().into_owned();
                 }
                 SinkConfig::Druid(druid) => druid.schema.resolve_paths(base),
                 SinkConfig::Kafka(KafkaSinkConfig { druid: Some(druid), .. }) => druid.schema.resolve_paths(base),
-                SinkConfig::Delta(_) | SinkConfig::Kafka(_) => {}
+                SinkConfig::Delta(_) | SinkConfig::Parquet(_) | SinkConfig::Kafka(_) => {}
             }
         }
     }
@@ -360,11 +391,28 @@ impl Config {
             {
                 problems.push(format!("sinks.{name}.zstd_level: {zstd_level} is outside 1..=22"));
             }
+            if let SinkConfig::Delta(delta) = sink
+                && (delta.uri.starts_with("s3://") || delta.uri.starts_with("s3a://"))
+            {
+                if let Err(e) = parse_s3_url(&delta.uri.replacen("s3a://", "s3://", 1)) {
+                    problems.push(format!("sinks.{name}.uri: {e}"));
+                }
+                problems.extend(delta.s3.problems(&format!("sinks.{name}.s3")));
+            }
+            if let SinkConfig::Parquet(parquet) = sink
+                && parquet.path.starts_with("s3://")
+            {
+                if let Err(e) = parse_s3_url(&parquet.path) {
+                    problems.push(format!("sinks.{name}.path: {e}"));
+                }
+                problems.extend(parquet.s3.problems(&format!("sinks.{name}.s3")));
+            }
             if let SinkConfig::Kafka(kafka) = sink {
                 problems.extend(kafka.problems(&format!("sinks.{name}")));
             }
         }
         problems.extend(druid::wiring_problems(self));
+        push_problems(self, &mut problems);
         problems
     }
 }
@@ -379,6 +427,7 @@ fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems:
             problems.push(format!("{key}.include/exclude: bad pattern {pattern:?}: {e}"));
         }
     }
+    remote_problems(&key, source, problems);
     if source.after_commit == AfterCommit::Archive && source.archive_dir.is_none() {
         problems.push(format!("{key}.archive_dir: required when after_commit = \"archive\""));
     }
@@ -420,6 +469,58 @@ fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems:
                 }
             }
             Some(_) => {}
+        }
+    }
+}
+
+/// Keys of the landing folder, the remote location and the push endpoint.
+fn remote_problems(key: &str, source: &SourceConfig, problems: &mut Vec<String>) {
+    let url = source.url.as_deref();
+    match source.kind {
+        SourceKind::Folder => {
+            if source.path.as_os_str().is_empty() {
+                problems.push(format!("{key}.path: required for kind = \"folder\""));
+            }
+            if url.is_some() {
+                problems.push(format!("{key}.url: only http and s3 sources have a url"));
+            }
+        }
+        SourceKind::Http => match url.map(url::Url::parse) {
+            None => problems.push(format!("{key}.url: required for kind = \"http\"")),
+            Some(Ok(u)) if matches!(u.scheme(), "http" | "https") && u.username().is_empty() && u.password().is_none() => {}
+            Some(Ok(_)) => problems.push(format!("{key}.url: must be http:// or https:// without credentials (send them in http.headers)")),
+            Some(Err(e)) => problems.push(format!("{key}.url: not a URL: {e}")),
+        },
+        SourceKind::S3 => match url.map(parse_s3_url) {
+            None => problems.push(format!("{key}.url: required for kind = \"s3\" (s3://bucket/prefix)")),
+            Some(Err(e)) => problems.push(format!("{key}.url: {e}")),
+            Some(Ok(_)) => problems.extend(source.s3.problems(&format!("{key}.s3"))),
+        },
+    }
+    for (header, variable) in &source.http.headers_from_env {
+        if std::env::var(variable).is_err() {
+            problems.push(format!("{key}.http.headers_from_env.{header}: environment variable {variable} is not set"));
+        }
+    }
+    let fetch = &source.fetch;
+    if fetch.concurrency == 0 || fetch.concurrency > 64 {
+        problems.push(format!("{key}.fetch.concurrency: {} is outside 1..=64", fetch.concurrency));
+    }
+    if fetch.poll_interval.0.is_zero() {
+        problems.push(format!("{key}.fetch.poll_interval: must be more than 0"));
+    }
+    if let Some(push) = &source.push
+        && !push.tokens_file.is_file()
+    {
+        problems.push(format!("{key}.push.tokens_file: {} is not a readable file", push.tokens_file.display()));
+    }
+}
+
+/// Pushed uploads arrive through the HTTP endpoint, so it must be on.
+fn push_problems(config: &Config, problems: &mut Vec<String>) {
+    if config.http.listen.is_empty() {
+        for name in config.sources.iter().filter(|(_, s)| s.push.is_some()).map(|(n, _)| n) {
+            problems.push(format!("sources.{name}.push: needs the HTTP endpoint, but http.listen is \"\""));
         }
     }
 }

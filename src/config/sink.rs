@@ -22,8 +22,12 @@ pub enum SinkConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeltaSinkConfig {
-    /// Table location: a local path (relative to the config file's folder) or `file://` URL.
+    /// Table location: a local path (relative to the config file's folder), a `file://` URL,
+    /// or `s3://bucket/prefix` (see `s3`).
     pub uri: String,
+    /// Endpoint, region and credentials when `uri` is `s3://bucket/prefix`.
+    #[serde(default)]
+    pub s3: super::S3Config,
     /// Columns to partition the table by (must be output columns).
     #[serde(default)]
     pub partition_by: Vec<String>,
@@ -60,8 +64,12 @@ pub struct DeltaSinkConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParquetSinkConfig {
-    /// The dataset folder (relative to the config file's folder).
+    /// The dataset folder (relative to the config file's folder), or `s3://bucket/prefix`
+    /// (see `s3`).
     pub path: String,
+    /// Endpoint, region and credentials when `path` is `s3://bucket/prefix`.
+    #[serde(default)]
+    pub s3: super::S3Config,
     /// Columns to partition by, hive style (`col=value/`).
     #[serde(default)]
     pub partition_by: Vec<String>,

@@ -73,7 +73,8 @@ impl FolderSource {
                 .map_err(|error| FolderError::Pattern { name: source.to_string(), error })?,
             recursive: config.recursive,
             follow_symlinks: config.follow_symlinks,
-            min_age: config.min_age.0,
+            // Files land in a landing folder whole (renamed in after download or upload).
+            min_age: if config.kind.downloads() { Duration::ZERO } else { config.min_age.0 },
             relist_interval: config.relist_interval.0,
             next_relist: Instant::now(),
             watching: Vec::new(),

@@ -2,6 +2,10 @@
 
 mod filter;
 mod folder;
+mod http;
+pub mod landing;
+pub mod remote;
+pub(crate) mod s3;
 
 pub use filter::{looks_temporary, FileFilter};
 pub use folder::{FolderError, FolderSource, LOCK_FILE};

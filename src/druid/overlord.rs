@@ -6,7 +6,7 @@
 //! <https://druid.apache.org/docs/latest/api-reference/sql-ingestion-api>.
 
 use super::{SpecError, Task, TaskEndpoint};
-use crate::config::{DruidBatchConfig, DruidSchemaConfig};
+use crate::config::{DruidBatchConfig, DruidSchemaConfig, Secret};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -99,15 +99,6 @@ pub struct TaskOutcome {
     pub failures: Vec<(String, String)>,
 }
 
-/// A password that never shows in `Debug` output.
-struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
 /// A client of one Overlord (or Router).
 #[derive(Debug)]
 pub struct Overlord {
@@ -130,7 +121,7 @@ impl Overlord {
                 if password.is_empty() {
                     return Err(err("the file is empty".to_string()));
                 }
-                Some((user.clone(), Secret(password)))
+                Some((user.clone(), Secret::new(password)))
             }
             _ => None,
         };
@@ -264,7 +255,7 @@ impl Overlord {
             attempt += 1;
             let mut request = self.http.request(method.clone(), &url);
             if let Some((user, password)) = &self.auth {
-                request = request.basic_auth(user, Some(&password.0));
+                request = request.basic_auth(user, Some(password.expose()));
             }
             if let Some(body) = body {
                 request = request.json(body);

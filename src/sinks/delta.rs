@@ -56,12 +56,12 @@ impl DeltaSink {
     }
 
     async fn open_existing(&self) -> Result<Option<DeltaTable>, SinkError> {
-        open_existing(&self.name, &self.config.uri).await
+        open_existing(&self.name, &self.config).await
     }
 
     /// `cached` brought up to date, or the table opened afresh.
     async fn current(&self, cached: Option<DeltaTable>) -> Result<DeltaTable, SinkError> {
-        current(&self.name, &self.config.uri, cached).await
+        current(&self.name, &self.config, cached).await
     }
 
     /// The table at its latest version; it must exist.
@@ -82,10 +82,27 @@ fn table_url(sink: &str, uri: &str) -> Result<Url, SinkError> {
     Url::from_directory_path(&path).map_err(|()| err(format!("bad table path {}", path.display())))
 }
 
+/// The table handle, not loaded: an `s3://` table gets the sink's S3 options.
+fn unloaded_table(sink: &str, config: &DeltaSinkConfig) -> Result<DeltaTable, SinkError> {
+    let url = table_url(sink, &config.uri)?;
+    let mut builder = deltalake::DeltaTableBuilder::from_url(url).map_err(|e| SinkError::storage(sink, e))?;
+    if config.uri.starts_with("s3://") || config.uri.starts_with("s3a://") {
+        register_s3();
+        builder = builder.with_storage_options(config.s3.storage_options());
+    }
+    builder.build().map_err(|e| SinkError::storage(sink, e))
+}
+
+/// deltalake learns the `s3://` scheme when asked to, once per process.
+fn register_s3() {
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    REGISTERED.call_once(|| deltalake::aws::register_handlers(None));
+}
+
 /// The table at its latest version, or `None` if there is no table yet.
-async fn open_existing(sink: &str, uri: &str) -> Result<Option<DeltaTable>, SinkError> {
+async fn open_existing(sink: &str, config: &DeltaSinkConfig) -> Result<Option<DeltaTable>, SinkError> {
     let err = |e: DeltaTableError| SinkError::storage(sink, e);
-    let mut table = DeltaTable::try_from_url(table_url(sink, uri)?).await.map_err(err)?;
+    let mut table = unloaded_table(sink, config)?;
     // Listing `_delta_log/` answers quietly; the kernel's own check logs an error for a new table.
     let log_prefix = deltalake::Path::from("_delta_log");
     let mut listing = table.object_store().list(Some(&log_prefix));
@@ -98,13 +115,13 @@ async fn open_existing(sink: &str, uri: &str) -> Result<Option<DeltaTable>, Sink
 }
 
 /// `cached` brought up to date, or the table opened afresh; it must exist.
-async fn current(sink: &str, uri: &str, cached: Option<DeltaTable>) -> Result<DeltaTable, SinkError> {
+async fn current(sink: &str, config: &DeltaSinkConfig, cached: Option<DeltaTable>) -> Result<DeltaTable, SinkError> {
     match cached {
         Some(mut table) => {
             table.update_state().await.map_err(|e| SinkError::storage(sink, e))?;
             Ok(table)
         }
-        None => open_existing(sink, uri).await?.ok_or_else(|| SinkError::storage(sink, format!("no Delta table at {uri}"))),
+        None => open_existing(sink, config).await?.ok_or_else(|| SinkError::storage(sink, format!("no Delta table at {}", config.uri))),
     }
 }
 
@@ -164,7 +181,7 @@ impl Sink for DeltaSink {
         if let Some(table) = self.open_existing().await? {
             return self.adopt(&table, &schema).await;
         }
-        let table = DeltaTable::try_from_url(table_url(&self.name, &self.config.uri)?).await.map_err(|e| self.err(e))?;
+        let table = unloaded_table(&self.name, &self.config)?;
         let mut columns = Vec::new();
         for field in schema.fields() {
             let kind = delta_type(field.data_type())

@@ -123,7 +123,7 @@ pub fn build(name: &str, config: &Config, source: &str) -> Option<Box<dyn Sink>>
     let instance = config.instance.as_str();
     Some(match config.sinks.get(name)? {
         SinkConfig::Delta(c) => Box::new(DeltaSink::new(name, c.clone(), instance, source)),
-        SinkConfig::Parquet(c) => Box::new(ParquetSink::new(name, c.clone(), instance, source)),
+        SinkConfig::Parquet(c) => Box::new(ParquetSink::new(name, c.clone(), instance, source, &config.state_dir)),
         SinkConfig::Kafka(c) => Box::new(KafkaSink::new(name, c.clone(), instance, source, &config.state_dir)),
         SinkConfig::Druid(c) => Box::new(DruidSink::new(name, c.clone(), config, source)?),
     })

@@ -4,10 +4,11 @@
 //! (instance, source, seq, partition) and the folders fsynced. A crash after the manifest is
 //! finished at the next start (the renames are redone); a crash before it leaves only hidden
 //! temporary files, which the next start deletes.
+//!
+//! `path = "s3://bucket/prefix"` keeps the dataset in a bucket instead: see `parquet/s3.rs`.
 
 use super::{BatchManifest, Sink, SinkError, SinkWriter};
 use crate::config::{ParquetCompression, ParquetSinkConfig};
-use arrow::array::{Array, ArrayRef, UInt32Array};
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -21,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const MANIFEST_DIR: &str = "_ingestd";
-const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
 
 /// The manifest file: the batch manifest plus the data files it made visible.
 #[derive(Debug, Serialize, Deserialize)]
@@ -31,6 +31,7 @@ struct CommitRecord {
     files: Vec<String>,
 }
 
+/// A Parquet dataset (local folder or bucket prefix) written by one (instance, source).
 pub struct ParquetSink {
     name: String,
     config: ParquetSinkConfig,
@@ -38,11 +39,26 @@ pub struct ParquetSink {
     /// file names or a manifest folder.
     file_id: String,
     schema: Option<SchemaRef>,
+    /// The bucket when `path` is `s3://...`; a client that could not be built fails every call.
+    s3: Option<Result<Arc<s3::S3Dataset>, String>>,
 }
 
 impl ParquetSink {
-    pub fn new(name: &str, config: ParquetSinkConfig, instance: &str, source: &str) -> ParquetSink {
-        ParquetSink { name: name.to_string(), config, file_id: format!("{instance}+{source}"), schema: None }
+    /// The sink `name` as configured, for `source`'s batches from `instance`.
+    pub fn new(name: &str, config: ParquetSinkConfig, instance: &str, source: &str, state_dir: &Path) -> ParquetSink {
+        let file_id = format!("{instance}+{source}");
+        let spool = state_dir.join("spool").join(format!("parquet-{source}-{name}"));
+        let s3 = config.path.starts_with("s3://").then(|| s3::S3Dataset::new(name, &config, &file_id, spool).map(Arc::new));
+        ParquetSink { name: name.to_string(), config, file_id, schema: None, s3 }
+    }
+
+    /// The bucket, when the dataset is in one.
+    fn bucket(&self) -> Result<Option<&Arc<s3::S3Dataset>>, SinkError> {
+        match &self.s3 {
+            None => Ok(None),
+            Some(Ok(dataset)) => Ok(Some(dataset)),
+            Some(Err(e)) => Err(self.err(e)),
+        }
     }
 
     fn root(&self) -> PathBuf {
@@ -152,7 +168,10 @@ impl Sink for ParquetSink {
     }
 
     async fn prepare(&mut self, schema: SchemaRef) -> Result<(), SinkError> {
-        std::fs::create_dir_all(self.manifest_dir()).map_err(|e| self.err(format!("cannot create {}: {e}", self.config.path)))?;
+        // A bucket has no folders to create.
+        if self.bucket()?.is_none() {
+            std::fs::create_dir_all(self.manifest_dir()).map_err(|e| self.err(format!("cannot create {}: {e}", self.config.path)))?;
+        }
         for column in &self.config.partition_by {
             if schema.index_of(column).is_err() {
                 return Err(self.err(format!("partition column {column:?} is not an output column")));
@@ -163,6 +182,9 @@ impl Sink for ParquetSink {
     }
 
     async fn recover(&self) -> Result<Option<i64>, SinkError> {
+        if let Some(dataset) = self.bucket()? {
+            return dataset.recover().await;
+        }
         if self.root().exists() {
             self.finish_interrupted()?;
         }
@@ -170,8 +192,11 @@ impl Sink for ParquetSink {
     }
 
     async fn batches_after(&self, after: i64) -> Result<Vec<(BatchManifest, String)>, SinkError> {
-        Ok(self
-            .records()?
+        let records = match self.bucket()? {
+            Some(dataset) => dataset.records_after(after).await?,
+            None => self.records()?,
+        };
+        Ok(records
             .into_iter()
             .filter(|r| r.batch.seq > after)
             .map(|r| {
@@ -182,6 +207,10 @@ impl Sink for ParquetSink {
     }
 
     async fn lake_commit(&self, seq: i64) -> Result<Option<crate::druid::LakeCommit>, SinkError> {
+        if let Some(dataset) = self.bucket()? {
+            let record = dataset.record(seq).await?;
+            return Ok(record.map(|r| crate::druid::LakeCommit { root: dataset.url(), version: None, files: r.files }));
+        }
         let path = self.manifest_dir().join(format!("{seq:020}.json"));
         let text = match std::fs::read(&path) {
             Ok(text) => text,
@@ -194,6 +223,16 @@ impl Sink for ParquetSink {
     }
 
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
+        match self.bucket()? {
+            Some(dataset) => Ok(Box::new(dataset.writer(|spool| self.writer(spool))?)),
+            None => Ok(Box::new(self.writer(self.root())?)),
+        }
+    }
+}
+
+impl ParquetSink {
+    /// A writer of this sink's files below `root` (the dataset folder, or a bucket's spool).
+    fn writer(&self, root: PathBuf) -> Result<ParquetBatchWriter, SinkError> {
         let schema = self.schema.clone().ok_or_else(|| self.err("begin before prepare"))?;
         let compression = match self.config.compression {
             ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::try_new(self.config.zstd_level).map_err(|e| self.err(e))?),
@@ -202,9 +241,9 @@ impl Sink for ParquetSink {
         let partition_idx: Vec<usize> = self.config.partition_by.iter().filter_map(|c| schema.index_of(c).ok()).collect();
         let file_fields: Vec<_> =
             schema.fields().iter().enumerate().filter(|(i, _)| !partition_idx.contains(i)).map(|(_, f)| f.clone()).collect();
-        Ok(Box::new(ParquetBatchWriter {
+        Ok(ParquetBatchWriter {
             sink: self.name.clone(),
-            root: self.root(),
+            root,
             manifest_dir: self.manifest_dir(),
             file_id: self.file_id.clone(),
             properties: WriterProperties::builder().set_compression(compression).build(),
@@ -212,7 +251,7 @@ impl Sink for ParquetSink {
             partition_idx,
             file_schema: Arc::new(Schema::new(file_fields)),
             open: BTreeMap::new(),
-        }))
+        })
     }
 }
 
@@ -234,62 +273,10 @@ impl ParquetBatchWriter {
         SinkError::storage(&self.sink, e)
     }
 
-    /// Rows of `batch` grouped by their hive partition folder.
-    fn split(&self, batch: &RecordBatch) -> Result<Vec<(String, RecordBatch)>, SinkError> {
-        let data_columns: Vec<ArrayRef> =
-            (0..batch.num_columns()).filter(|i| !self.partition_idx.contains(i)).map(|i| batch.column(i).clone()).collect();
-        let data = RecordBatch::try_new(self.file_schema.clone(), data_columns).map_err(|e| self.err(e))?;
-        if self.partition_idx.is_empty() {
-            return Ok(vec![(String::new(), data)]);
-        }
-        let keys: Vec<ArrayRef> = self
-            .partition_idx
-            .iter()
-            .map(|&i| arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8))
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))?;
-        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        for row in 0..batch.num_rows() {
-            let folder: Vec<String> = self
-                .partition_by
-                .iter()
-                .zip(&keys)
-                .map(|(name, key)| {
-                    let key = arrow::array::AsArray::as_string::<i32>(key.as_ref());
-                    let value = if key.is_null(row) { HIVE_NULL.to_string() } else { escape_partition_value(key.value(row)) };
-                    format!("{name}={value}")
-                })
-                .collect();
-            groups.entry(folder.join("/")).or_default().push(row as u32);
-        }
-        groups
-            .into_iter()
-            .map(|(folder, rows)| {
-                let rows = UInt32Array::from(rows);
-                let columns = data.columns().iter().map(|c| arrow::compute::take(c, &rows, None)).collect::<Result<Vec<_>, _>>();
-                let part = columns.and_then(|c| RecordBatch::try_new(self.file_schema.clone(), c)).map_err(|e| self.err(e))?;
-                Ok((folder, part))
-            })
-            .collect()
-    }
-
     fn final_path(&self, folder: &str, seq: i64) -> PathBuf {
         let name = format!("part-{}-{seq:010}.parquet", self.file_id);
         if folder.is_empty() { self.root.join(name) } else { self.root.join(folder).join(name) }
     }
-}
-
-/// Percent-encodes a partition value byte by byte (UTF-8), as Hive and its readers decode it.
-fn escape_partition_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[async_trait]
@@ -359,5 +346,7 @@ fn unique_suffix() -> String {
     format!("{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+mod partition;
+mod s3;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 
 pub mod druid_mock;
 pub mod kafka;
+pub mod s3;
 #[cfg(feature = "fault-injection")]
 pub mod torture;
 

@@ -48,7 +48,7 @@ impl DeltaUpkeep {
 #[async_trait]
 impl Upkeep for DeltaUpkeep {
     async fn round(&mut self) -> Result<Vec<String>, SinkError> {
-        let mut table = super::current(&self.sink, &self.config.uri, self.table.take()).await?;
+        let mut table = super::current(&self.sink, &self.config, self.table.take()).await?;
         let properties = super::writer_properties(&self.sink, &self.config)?;
         let result = maintain(&mut table, &self.config, properties, &mut self.schedule, &self.durable).await;
         self.table = Some(table);

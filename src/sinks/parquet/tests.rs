@@ -1,3 +1,4 @@
+use super::partition::escape_partition_value;
 use super::*;
 
 #[test]
@@ -29,7 +30,7 @@ fn only_this_writers_temporary_files_are_removed() {
 fn a_batch_is_found_with_the_files_its_manifest_names() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_string_lossy().into_owned();
-    let config = ParquetSinkConfig { path: path.clone(), partition_by: vec!["zip".into()], compression: ParquetCompression::Zstd, zstd_level: 3 };
+    let config = ParquetSinkConfig { path: path.clone(), partition_by: vec!["zip".into()], compression: ParquetCompression::Zstd, zstd_level: 3, s3: Default::default() };
     let schema = Arc::new(Schema::new(vec![
         arrow::datatypes::Field::new("zip", arrow::datatypes::DataType::Utf8, true),
         arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, true),
@@ -38,7 +39,7 @@ fn a_batch_is_found_with_the_files_its_manifest_names() {
     let batch = RecordBatch::try_new(schema.clone(), vec![zips, Arc::new(arrow::array::Int64Array::from(vec![1, 2]))]).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     runtime.block_on(async {
-        let mut sink = ParquetSink::new("files", config, "h", "s");
+        let mut sink = ParquetSink::new("files", config, "h", "s", dir.path());
         sink.prepare(schema).await.unwrap();
         let mut writer = sink.begin().await.unwrap();
         writer.write(&batch).await.unwrap();
@@ -62,8 +63,9 @@ fn recovery_removes_a_manifest_left_under_its_temporary_name() {
         partition_by: vec![],
         compression: ParquetCompression::Zstd,
         zstd_level: 3,
+        s3: Default::default(),
     };
-    let sink = ParquetSink::new("files", config, "h", "s");
+    let sink = ParquetSink::new("files", config, "h", "s", dir.path());
     std::fs::create_dir_all(sink.manifest_dir()).unwrap();
     let stale = sink.manifest_dir().join(format!("{:020}.json.tmp", 3));
     std::fs::write(&stale, b"{").unwrap();

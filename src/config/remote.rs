@@ -1,0 +1,151 @@
+//! Configuration of what comes from or goes to another machine: HTTP listings, pushed uploads
+//! and S3-compatible buckets.
+
+use super::defaults;
+use super::secret::Secret;
+use super::units::ByteSize;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// How an HTTP source reads its `url` and authenticates.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceConfig {
+    /// What `url` answers with: `auto` (by Content-Type), `html` (a directory index: Python's
+    /// http.server, nginx autoindex, Apache) or `json` (an array of objects with `url` and
+    /// optional `size`, `etag`, `last_modified`).
+    #[serde(default)]
+    pub listing: ListingKind,
+    /// Headers sent with every request (e.g. an API key). Values never show in logs or status.
+    #[serde(default)]
+    pub headers: IndexMap<String, Secret>,
+    /// Headers whose value is read from an environment variable at start:
+    /// `{ Authorization = "PULLS_AUTH" }`.
+    #[serde(default)]
+    pub headers_from_env: IndexMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListingKind {
+    #[default]
+    Auto,
+    Html,
+    Json,
+}
+
+/// Where an S3-compatible server is and how to sign requests to it. Unset keys fall back to
+/// the standard AWS environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint of a self-hosted server (`http://minio:9000`); unset means AWS S3 itself.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region; unset means `AWS_REGION`, else `us-east-1`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), which most self-hosted servers expect.
+    /// Default: on when `endpoint` is set.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub session_token: Option<Secret>,
+}
+
+impl S3Config {
+    /// The options object_store and deltalake take (`aws_*` keys). Environment variables fill
+    /// what is unset (object_store and deltalake read them themselves).
+    pub fn storage_options(&self) -> HashMap<String, String> {
+        let mut options = HashMap::new();
+        let mut set = |key: &str, value: Option<&str>| {
+            if let Some(value) = value {
+                options.insert(key.to_string(), value.to_string());
+            }
+        };
+        set("aws_endpoint", self.endpoint.as_deref());
+        set("aws_region", self.region.as_deref());
+        set("aws_access_key_id", self.access_key_id.as_deref());
+        set("aws_secret_access_key", self.secret_access_key.as_ref().map(Secret::expose));
+        set("aws_session_token", self.session_token.as_ref().map(Secret::expose));
+        let endpoint = self.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        if endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
+            set("aws_allow_http", Some("true"));
+        }
+        let path_style = self.path_style.unwrap_or(endpoint.is_some());
+        set("aws_virtual_hosted_style_request", Some(if path_style { "false" } else { "true" }));
+        options
+    }
+
+    /// Problems with these keys, each named under `key`.
+    pub fn problems(&self, key: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(endpoint) = &self.endpoint {
+            match url::Url::parse(endpoint) {
+                Ok(u) if !matches!(u.scheme(), "http" | "https") => problems.push(format!("{key}.endpoint: {endpoint:?} must be http:// or https://")),
+                Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                    problems.push(format!("{key}.endpoint: put credentials in access_key_id and secret_access_key, not in the URL"))
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{key}.endpoint: {endpoint:?} is not a URL: {e}")),
+            }
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            problems.push(format!("{key}: access_key_id and secret_access_key go together"));
+        }
+        problems
+    }
+}
+
+/// `s3://bucket/prefix` split into bucket and prefix (no leading or trailing `/`).
+pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| format!("{url:?} must start with s3://"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("{url:?} names no bucket"));
+    }
+    Ok((bucket.to_string(), prefix.trim_matches('/').to_string()))
+}
+
+/// The push endpoint of a source: `PUT /v1/sources/{source}/files/{name}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// File of accepted bearer tokens, one per line (`#` comments). Read at every request, so
+    /// tokens rotate without a restart; never written in the config, never logged.
+    pub tokens_file: PathBuf,
+    /// Largest body accepted; a larger upload is refused with 413.
+    #[serde(default = "defaults::push_max_size")]
+    pub max_size: ByteSize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_split_into_bucket_and_prefix() {
+        assert_eq!(parse_s3_url("s3://b/a/c/").unwrap(), ("b".into(), "a/c".into()));
+        assert_eq!(parse_s3_url("s3://b").unwrap(), ("b".into(), String::new()));
+        assert!(parse_s3_url("s3:///x").is_err());
+        assert!(parse_s3_url("http://b/x").is_err());
+    }
+
+    #[test]
+    fn storage_options_name_aws_keys_and_path_style_follows_the_endpoint() {
+        let s3 = S3Config { endpoint: Some("http://127.0.0.1:9000".into()), access_key_id: Some("k".into()), secret_access_key: Some(Secret::new("s")), ..Default::default() };
+        let options = s3.storage_options();
+        assert_eq!(options["aws_endpoint"], "http://127.0.0.1:9000");
+        assert_eq!(options["aws_allow_http"], "true");
+        assert_eq!(options["aws_virtual_hosted_style_request"], "false");
+        assert_eq!(options["aws_secret_access_key"], "s");
+        assert!(!format!("{s3:?}").contains("\"s\""));
+    }
+}

@@ -1,0 +1,58 @@
+//! Real HTTP servers for the `http` source tests: `python3 -m http.server` as the team runs it,
+//! and `scripts/slow_http_server.py`, which sends bodies slowly. Killed (SIGKILL) when dropped.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A Python server on `127.0.0.1:port`.
+pub struct PyServer {
+    child: Child,
+}
+
+impl PyServer {
+    /// `python3 -m http.server PORT --bind 127.0.0.1 --directory DIR`; its request log (one line
+    /// per request, with the status) is appended to `log`.
+    pub fn plain(dir: &Path, port: u16, log: &Path) -> PyServer {
+        let mut command = Command::new("python3");
+        command.args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"]).arg(dir);
+        PyServer::start(command, port, log)
+    }
+
+    /// `scripts/slow_http_server.py`: bodies in `chunk`-byte pieces with `delay_s` seconds
+    /// after each.
+    pub fn slow(dir: &Path, port: u16, chunk: usize, delay_s: f64, log: &Path) -> PyServer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slow_http_server.py");
+        let mut command = Command::new("python3");
+        command.arg(script).arg(port.to_string()).arg(dir).args(["--chunk", &chunk.to_string(), "--delay", &delay_s.to_string()]);
+        PyServer::start(command, port, log)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    fn start(mut command: Command, port: u16, log: &Path) -> PyServer {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("server log");
+        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start python3");
+        let mut server = PyServer { child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(exit) = server.child.try_wait().expect("server status") {
+                panic!("the HTTP server on port {port} exited at start: {exit}");
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "the HTTP server on port {port} does not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops it at once (SIGKILL), in the middle of whatever it is sending.
+    pub fn kill(self) {}
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
