@@ -29,6 +29,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tracing::{error, info};
 
+mod auth;
+mod body;
+#[cfg(test)]
+mod tests;
+
+use auth::authorize;
+use body::{declared_length, BodyReader};
+
 /// An upload that sends nothing for this long is abandoned (408): a stalled client must not
 /// hold a partial file and a connection for ever.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -426,11 +434,3 @@ async fn receive(state: &PushState, source: &str, name: &str, target: &Target, h
         }
     }
 }
-
-mod auth;
-mod body;
-#[cfg(test)]
-mod tests;
-
-use auth::authorize;
-use body::{declared_length, BodyReader};
