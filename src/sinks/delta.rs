@@ -157,6 +157,13 @@ impl DurableLog {
     }
 }
 
+/// Whether a failed commit certainly wrote no log entry: a conflict the conflict checker
+/// refused, or retries exhausted. (A storage error may have written it; recovery asks the log.)
+fn refused_before_writing(e: &DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(e, DeltaTableError::Transaction { source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_) })
+}
+
 /// The Delta type of each Arrow type the mapping produces.
 fn delta_type(arrow: &ArrowType) -> Option<DataType> {
     Some(DataType::Primitive(match arrow {
@@ -358,11 +365,27 @@ impl SinkWriter for DeltaBatchWriter {
             .with_application_transaction(Transaction::new(&self.app_id, manifest.seq))
             .with_metadata([(MANIFEST_KEY.to_string(), manifest_json)])
             .with_max_retries(100);
-        let finalized = CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(Some(snapshot), self.table.log_store(), operation)
-            .await
-            .map_err(|e| self.err(e))?;
+        let added: Vec<String> = actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(add.path.clone()) } else { None }).collect();
+        let finalized = match CommitBuilder::from(properties).with_actions(actions).build(Some(snapshot), self.table.log_store(), operation).await {
+            Ok(finalized) => finalized,
+            Err(e) => {
+                if refused_before_writing(&e) {
+                    // No log entry names these files, and none ever will (a redo writes new
+                    // ones): delete them rather than leave orphans in the table's folder.
+                    for path in &added {
+                        match &local_root {
+                            Some(root) => drop(std::fs::remove_file(root.join(path))),
+                            None => {
+                                if let Ok(key) = deltalake::Path::parse(path) {
+                                    let _ = object_store::ObjectStoreExt::delete(self.table.object_store().as_ref(), &key).await;
+                                }
+                            }
+                        }
+                    }
+                }
+                return Err(self.err(e));
+            }
+        };
         let version = finalized.version();
         if let Some(root) = &local_root {
             self.durable
