@@ -29,3 +29,4 @@ pub mod sample;
 pub mod service;
 pub mod sinks;
 pub mod status;
+pub mod temp_name;

@@ -27,17 +27,7 @@ struct Lake {
 
 impl Lake {
     fn new(moto: &Moto) -> Lake {
-        let store = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name("lake")
-            .with_endpoint(&moto.endpoint)
-            .with_region("us-east-1")
-            .with_access_key_id(ACCESS_KEY)
-            .with_secret_access_key(SECRET_KEY)
-            .with_allow_http(true)
-            .with_virtual_hosted_style_request(false)
-            .build()
-            .unwrap();
-        Lake { store, runtime: tokio::runtime::Runtime::new().unwrap() }
+        Lake { store: moto.store("lake"), runtime: tokio::runtime::Runtime::new().unwrap() }
     }
 
     /// Every key below `prefix/`.

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use listing::{Found, Link};
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 use url::Url;
 
 /// Sub-folders followed below the listing at most (`recursive = true`).
@@ -75,8 +75,18 @@ impl HttpSource {
         let mut root: Option<Url> = None;
         let mut queue = VecDeque::from([(self.url.clone(), 0usize)]);
         while let Some((url, depth)) = queue.pop_front() {
-            let page = match self.page(&url).await {
-                Ok(page) => page,
+            // Read and parsed together: either failing is one unreadable listing.
+            let listed = self.page(&url).await.and_then(|page| {
+                let folder = listing::folder_of(&page.url);
+                let found = if page.json {
+                    listing::manifest(&page.body, &page.url, &folder)?
+                } else {
+                    listing::html(&String::from_utf8_lossy(&page.body), &page.url, &folder)
+                };
+                Ok((page.json, folder, found))
+            });
+            let (json, folder, found) = match listed {
+                Ok(listed) => listed,
                 Err(reason) if root.is_none() => {
                     return Err(RemoteError::Listing { name: self.source().to_string(), location: safe_url(&url), reason });
                 }
@@ -86,7 +96,6 @@ impl HttpSource {
                     continue;
                 }
             };
-            let folder = listing::folder_of(&page.url);
             // Names are relative to the top listing's folder; a sub-folder's page must be under it.
             let prefix = match &root {
                 None => String::new(),
@@ -101,22 +110,6 @@ impl HttpSource {
             if !folders.insert(folder.to_string()) {
                 continue;
             }
-            let found = if page.json {
-                listing::manifest(&page.body, &page.url, &folder)
-            } else {
-                Ok(listing::html(&String::from_utf8_lossy(&page.body), &page.url, &folder))
-            };
-            let found = match found {
-                Ok(found) => found,
-                Err(reason) if root.is_none() => {
-                    return Err(RemoteError::Listing { name: self.source().to_string(), location: safe_url(&url), reason });
-                }
-                Err(reason) => {
-                    warn!(source = self.source(), folder = %safe_url(&url), error = %reason, "unreadable sub-folder listing; skipped");
-                    report.failed += 1;
-                    continue;
-                }
-            };
             root.get_or_insert(folder);
             for Found { link, url, version } in found {
                 match link {
@@ -126,7 +119,7 @@ impl HttpSource {
                             files.push(Listed { name, url, version });
                         }
                     }
-                    Link::Folder(relative) if self.recursive && !page.json && depth < MAX_DEPTH => {
+                    Link::Folder(relative) if self.recursive && !json && depth < MAX_DEPTH => {
                         let name = format!("{prefix}{relative}");
                         match landing::check_name(&name, true) {
                             Ok(()) if folders.contains(url.as_str()) || !queued.insert(url.to_string()) => {}
@@ -135,7 +128,7 @@ impl HttpSource {
                         }
                     }
                     Link::Folder(_) => {}
-                    Link::Outside if page.json => self.warn_once(url.as_str(), "manifest entry outside the listing's folder or origin; skipped"),
+                    Link::Outside if json => self.warn_once(url.as_str(), "manifest entry outside the listing's folder or origin; skipped"),
                     Link::Outside => {}
                     Link::Bad(text, reason) => self.warn_once(&text, reason),
                 }
@@ -203,16 +196,7 @@ impl Remote for HttpSource {
         while let Some((file, outcome)) = downloads.next().await {
             let source = fetcher.source.as_str();
             match outcome {
-                Ok(Fetched::Landed { version, bytes }) => {
-                    info!(source, file = %file.name, bytes, "file downloaded");
-                    METRICS.downloads.with_label_values(&[source, "landed"]).inc();
-                    report.landed += 1;
-                    if let Err(e) = self.checkpoint.record(&file.name, version) {
-                        // The file landed; without the record it is asked for again (and the
-                        // ledger recognises it).
-                        warn!(source, file = %file.name, error = %e, "cannot write the download checkpoint");
-                    }
-                }
+                Ok(Fetched::Landed { version, bytes }) => report.landed(source, &mut self.checkpoint, &file.name, version, bytes),
                 Ok(Fetched::NotModified) => {
                     debug!(source, file = %file.name, "not modified");
                     METRICS.downloads.with_label_values(&[source, "not_modified"]).inc();
@@ -221,11 +205,7 @@ impl Remote for HttpSource {
                     debug!(source, file = %file.name, "changed less than min_age ago on the server; next poll");
                     METRICS.downloads.with_label_values(&[source, "too_fresh"]).inc();
                 }
-                Err(reason) => {
-                    warn!(source, file = %file.name, error = %reason, "download failed; trying again at the next poll");
-                    METRICS.downloads.with_label_values(&[source, "failed"]).inc();
-                    report.failed += 1;
-                }
+                Err(reason) => report.failed(source, &file.name, &reason),
             }
         }
         Ok(report)

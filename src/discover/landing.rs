@@ -91,7 +91,7 @@ impl Landing {
     /// Starts writing `name` (checked by [`check_name`]); `limit` is the most bytes accepted.
     pub async fn start(&self, name: &str, limit: u64) -> Result<Partial, PartialError> {
         check_name(name, true)?;
-        let path = self.root.join(PARTIAL_DIR).join(unique_partial_name());
+        let path = self.root.join(PARTIAL_DIR).join(format!("{}.part", crate::temp_name::unique()));
         let file = tokio::fs::File::create(&path).await.map_err(|e| PartialError::Io(format!("{}: {e}", path.display())))?;
         Ok(Partial {
             temp: TempFile(path),
@@ -187,12 +187,6 @@ impl Partial {
     }
 }
 
-fn unique_partial_name() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}-{}.part", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
-}
 
 #[cfg(test)]
 mod tests {

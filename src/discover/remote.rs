@@ -81,6 +81,27 @@ pub struct PollReport {
     pub failed: usize,
 }
 
+impl PollReport {
+    /// Counts and logs a file that landed, and records its version in the checkpoint.
+    pub fn landed(&mut self, source: &str, checkpoint: &mut Checkpoint, name: &str, version: RemoteVersion, bytes: u64) {
+        info!(source, file = %name, bytes, etag = ?version.etag, "file downloaded");
+        METRICS.downloads.with_label_values(&[source, "landed"]).inc();
+        self.landed += 1;
+        if let Err(e) = checkpoint.record(name, version) {
+            // The file landed; without the record it is asked for again (and the ledger
+            // recognises its content).
+            warn!(source, file = %name, error = %e, "cannot write the download checkpoint; the file may be downloaded again");
+        }
+    }
+
+    /// Counts and logs a file that could not be downloaded; the next poll tries again.
+    pub fn failed(&mut self, source: &str, name: &str, reason: &str) {
+        warn!(source, file = %name, error = %reason, "download failed; trying again at the next poll");
+        METRICS.downloads.with_label_values(&[source, "failed"]).inc();
+        self.failed += 1;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
     #[error("source {name}: {reason}")]

@@ -7,7 +7,6 @@ use super::filter::FileFilter;
 use super::landing::{check_name, Landing, PartialError};
 use super::remote::{with_retries, Attempt, Checkpoint, PollReport, Remote, RemoteError, RemoteVersion};
 use crate::config::{parse_s3_url, FetchConfig, SourceConfig};
-use crate::metrics::METRICS;
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
@@ -17,7 +16,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{info, warn};
+use tracing::warn;
 
 pub struct S3Source {
     source: String,
@@ -125,19 +124,8 @@ impl Remote for S3Source {
         futures::pin_mut!(downloads);
         while let Some((name, meta, result)) = downloads.next().await {
             match result {
-                Ok(bytes) => {
-                    info!(source = %self.source, file = %name, bytes, etag = ?meta.e_tag, "downloaded");
-                    METRICS.downloads.with_label_values(&[&self.source, "landed"]).inc();
-                    report.landed += 1;
-                    if let Err(e) = self.checkpoint.record(&name, version_of(&meta)) {
-                        warn!(source = %self.source, error = %e, "cannot write the download checkpoint; the file may be downloaded again");
-                    }
-                }
-                Err(reason) => {
-                    warn!(source = %self.source, file = %name, error = %reason, "download failed; trying again at the next poll");
-                    METRICS.downloads.with_label_values(&[&self.source, "failed"]).inc();
-                    report.failed += 1;
-                }
+                Ok(bytes) => report.landed(&self.source, &mut self.checkpoint, &name, version_of(&meta), bytes),
+                Err(reason) => report.failed(&self.source, &name, &reason),
             }
         }
         Ok(report)

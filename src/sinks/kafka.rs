@@ -195,7 +195,7 @@ impl Sink for KafkaSink {
 
     async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
         self.create_spool_dir()?;
-        let path = self.spool_dir.join(format!("{}.arrows", unique_name()));
+        let path = self.spool_dir.join(format!("{}.arrows", crate::temp_name::unique()));
         Ok(Box::new(KafkaWriter { shared: self.shared.clone(), key_columns: self.key_columns.clone(), path: SpoolFile(path), spool: None }))
     }
 }
@@ -278,12 +278,4 @@ fn spooled_rows(path: &std::path::Path, written: bool) -> Result<Box<dyn Iterato
     let file = File::open(path).map_err(|e| format!("spool {}: {e}", path.display()))?;
     let reader = StreamReader::try_new(BufReader::new(file), None).map_err(|e| format!("spool {}: {e}", path.display()))?;
     Ok(Box::new(reader.map(|r| r.map_err(|e| e.to_string()))))
-}
-
-/// A name no other spool file of this process or an earlier one has.
-fn unique_name() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }

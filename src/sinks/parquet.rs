@@ -287,7 +287,7 @@ impl SinkWriter for ParquetBatchWriter {
                 // The temporary name is per writer; the final name is known only at commit.
                 let dir = if folder.is_empty() { self.root.clone() } else { self.root.join(&folder) };
                 std::fs::create_dir_all(&dir).map_err(|e| self.err(format!("{}: {e}", dir.display())))?;
-                let temp = dir.join(format!(".part-{}-~{}.tmp", self.file_id, unique_suffix()));
+                let temp = dir.join(format!(".part-{}-~{}.tmp", self.file_id, crate::temp_name::unique()));
                 let file = File::create(&temp).map_err(|e| self.err(format!("{}: {e}", temp.display())))?;
                 let writer = ArrowWriter::try_new(file, self.file_schema.clone(), Some(self.properties.clone())).map_err(|e| self.err(e))?;
                 self.open.insert(folder.clone(), (writer, temp));
@@ -336,14 +336,6 @@ impl SinkWriter for ParquetBatchWriter {
         }
         Ok(format!("parquet files {}", files.join(", ")))
     }
-}
-
-/// A name part unique to this process and moment (no uuid dependency needed for a temp name).
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 mod partition;

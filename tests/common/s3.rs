@@ -62,18 +62,25 @@ impl Moto {
         format!("endpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n", self.endpoint)
     }
 
+    /// The options of [`Moto::config_keys`], as object_store and deltalake take them.
     fn storage_options(&self) -> HashMap<String, String> {
-        [
-            ("aws_endpoint", self.endpoint.as_str()),
-            ("aws_region", "us-east-1"),
-            ("aws_access_key_id", ACCESS_KEY),
-            ("aws_secret_access_key", SECRET_KEY),
-            ("aws_allow_http", "true"),
-            ("aws_virtual_hosted_style_request", "false"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+        ingestd::config::S3Config {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some(ACCESS_KEY.into()),
+            secret_access_key: Some(ingestd::config::Secret::new(SECRET_KEY)),
+            ..Default::default()
+        }
+        .storage_options()
+    }
+
+    /// An object_store client of `bucket` on this server.
+    pub fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        let mut builder = object_store::aws::AmazonS3Builder::new().with_bucket_name(bucket);
+        for (key, value) in self.storage_options() {
+            builder = builder.with_config(key.parse().expect("config key"), value);
+        }
+        builder.build().expect("s3 store")
     }
 
     /// The rows of the Delta table at `url` (`s3://bucket/prefix`), read through its log with
@@ -87,11 +94,7 @@ impl Moto {
             let table = deltalake::open_table_with_storage_options(url::Url::parse(url).expect("url"), self.storage_options()).await.expect("open delta table");
             let uris: Vec<String> = table.get_file_uris().expect("file uris").collect();
             let bucket = url.trim_start_matches("s3://").split('/').next().expect("bucket");
-            let mut builder = object_store::aws::AmazonS3Builder::new().with_bucket_name(bucket);
-            for (key, value) in self.storage_options() {
-                builder = builder.with_config(key.parse().expect("config key"), value);
-            }
-            let store = std::sync::Arc::new(builder.build().expect("s3 store"));
+            let store = self.store(bucket);
             let mut batches = Vec::new();
             for uri in uris {
                 let key = uri.strip_prefix(&format!("s3://{bucket}/")).expect("uri in bucket");

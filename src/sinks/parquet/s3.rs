@@ -6,7 +6,7 @@
 //! manifest is finished by `recover` (the copies are redone); a crash before it leaves only
 //! staged objects, which `recover` deletes.
 
-use super::{unique_suffix, CommitRecord, ParquetBatchWriter, MANIFEST_DIR};
+use super::{CommitRecord, ParquetBatchWriter, MANIFEST_DIR};
 use crate::config::{parse_s3_url, ParquetSinkConfig};
 use crate::sinks::{BatchManifest, SinkError, SinkWriter};
 use arrow::record_batch::RecordBatch;
@@ -202,7 +202,7 @@ impl S3Dataset {
 
     /// A writer for one batch, spooling its files in a folder of its own.
     pub(super) fn writer(self: &Arc<Self>, spool_writer: impl FnOnce(PathBuf) -> Result<ParquetBatchWriter, SinkError>) -> Result<S3BatchWriter, SinkError> {
-        let spool = self.spool_root.join(unique_suffix());
+        let spool = self.spool_root.join(crate::temp_name::unique());
         Ok(S3BatchWriter { dataset: self.clone(), inner: spool_writer(spool.clone())?, spool })
     }
 }
