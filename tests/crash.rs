@@ -35,7 +35,7 @@ fn kill_9_during_ingestion_then_restart_keeps_every_row_exactly_once() {
         for path in round {
             std::fs::rename(path, ws.path("drop").join(path.file_name().unwrap())).unwrap();
         }
-        let mut child = Command::new(BIN)
+        let mut child = dies_with_test(&mut Command::new(BIN))
             .arg("run")
             .current_dir(ws.dir.path())
             .env("INGESTD_LOG_FORMAT", "text")

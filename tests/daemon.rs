@@ -27,7 +27,7 @@ fn files_arriving_while_running_are_committed_and_sigterm_stops_cleanly() {
     let ws = Workspace::with_config(&attom_config("min_age = \"1s\""));
     // Relative paths in the config, as users write them; the daemon runs from the workspace.
     let log = std::fs::File::create(ws.path("run.log")).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = dies_with_test(&mut Command::new(BIN))
         .arg("run")
         .current_dir(ws.dir.path())
         .env("INGESTD_LOG_FORMAT", "text")

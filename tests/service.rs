@@ -190,7 +190,7 @@ fn prometheus_scrapes_the_rows_committed_and_promtool_accepts_metrics_and_rules(
     )
     .expect("prometheus config");
     let prometheus_log = std::fs::File::create(ws.path("prometheus.log")).expect("log");
-    let mut prometheus = Command::new("prometheus")
+    let mut prometheus = dies_with_test(&mut Command::new("prometheus"))
         .arg(format!("--config.file={}", ws.path("prometheus.yml").display()))
         .arg(format!("--storage.tsdb.path={}", ws.path("tsdb").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))

@@ -230,6 +230,21 @@ pub fn compare_rows(expected: &HashMap<Fingerprint, usize>, actual: &HashMap<Fin
     (lost, duplicated, unexpected)
 }
 
+/// Makes the child die with the test's thread (SIGKILL): a test that panics before it stops its
+/// daemon or server must not leave it running, holding ports, CPU or inherited file locks.
+pub fn dies_with_test(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only prctl(2), which is async-signal-safe, runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// Starts `ingestd run` in the workspace with extra arguments, logging to `log_name`.
 pub fn spawn_run(ws: &Workspace, args: &[&str], log_name: &str) -> std::process::Child {
     spawn_run_with_env(ws, args, &[], log_name)
@@ -238,7 +253,7 @@ pub fn spawn_run(ws: &Workspace, args: &[&str], log_name: &str) -> std::process:
 /// [`spawn_run`] with extra environment variables.
 pub fn spawn_run_with_env(ws: &Workspace, args: &[&str], env: &[(&str, &str)], log_name: &str) -> std::process::Child {
     let log = std::fs::File::create(ws.path(log_name)).expect("log file");
-    Command::new(BIN)
+    dies_with_test(&mut Command::new(BIN))
         .arg("run")
         .args(args)
         .current_dir(ws.dir.path())

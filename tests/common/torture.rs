@@ -70,6 +70,7 @@ impl Torture {
 
     pub fn run_once(&mut self, ending: Ending) {
         let mut command = Command::new(BIN);
+        dies_with_test(&mut command);
         command
             .arg("run")
             .current_dir(self.ws.dir.path())
