@@ -64,10 +64,11 @@ ensure_tansu() {
 
 # kafka-python, the independent (pure-Python, not librdkafka) consumer the Kafka tests read with,
 # and zstandard, its codec for the sink's default compression.
+KAFKA_PYTHON_VERSION=3.0.12
 ensure_kafka_client() {
     ensure_python_readers
-    "$INGESTD_VENV/bin/python" -c 'import kafka, zstandard' 2>/dev/null ||
-        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check kafka-python==3.0.12 zstandard==0.25.0
+    "$INGESTD_VENV/bin/python" -c "import kafka, zstandard, sys; sys.exit(kafka.__version__ != '$KAFKA_PYTHON_VERSION')" 2>/dev/null ||
+        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check "kafka-python==$KAFKA_PYTHON_VERSION" zstandard==0.25.0
 }
 
 # moto's S3-compatible server (honours conditional writes, which Delta commits on S3 rely on)

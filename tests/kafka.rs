@@ -65,7 +65,7 @@ fn canonical(value: &serde_json::Value) -> String {
 /// Every message carries the row of the lake, its key and headers naming its origin; each
 /// (batch, row) appears once; the rows match the input files and the lake exactly.
 fn check_topic_matches_lake(t: &Torture, brokers: &str, hashes: &HashMap<String, String>) {
-    check_messages_match_lake(t, read_topic_from(brokers, TOPIC), hashes);
+    check_messages_match_lake(t, brokers, read_topic_from(brokers, TOPIC), hashes);
 }
 
 /// The mock cluster implements the transaction protocol (ids, epochs, EndTxn) but not isolation:
@@ -102,16 +102,16 @@ fn check_committed_batches_match_lake(t: &Torture, brokers: &str, hashes: &HashM
         }
     }
     println!("set aside: {} messages of abandoned batches, {repeats} repeats of redone rows", aborted.len());
-    check_messages_match_lake(t, once.into_values().collect(), hashes);
+    check_messages_match_lake(t, brokers, once.into_values().collect(), hashes);
 }
 
-fn check_messages_match_lake(t: &Torture, messages: Vec<KafkaRow>, hashes: &HashMap<String, String>) {
+fn check_messages_match_lake(t: &Torture, brokers: &str, messages: Vec<KafkaRow>, hashes: &HashMap<String, String>) {
     let spooled: Vec<_> = walk_files(&t.ws.path("state/spool")).into_iter().filter(|p| p.to_string_lossy().ends_with(".arrows")).collect();
     assert!(spooled.is_empty(), "spool files left behind: {spooled:?}");
     let (lost, duplicated, unexpected) = compare_rows(&t.expected, &fingerprints_of_messages(&messages));
     println!("{} messages: {lost} lost, {duplicated} duplicated, {unexpected} unexpected", messages.len());
     if (lost, duplicated, unexpected) != (0, 0, 0) {
-        explain_difference(t, &messages);
+        explain_difference(t, brokers, &messages);
     }
     assert_eq!((lost, duplicated, unexpected), (0, 0, 0), "topic against the input files");
     let mut on_topic = HashMap::new();
@@ -133,9 +133,18 @@ fn check_messages_match_lake(t: &Torture, messages: Vec<KafkaRow>, hashes: &Hash
     }
 }
 
-/// Which files' rows the topic lacks or repeats, by batch, with the end of the daemon's log:
-/// what a failure report needs to tell a broker's fault from the sink's.
-fn explain_difference(t: &Torture, messages: &[KafkaRow]) {
+/// Which files' rows the topic lacks or repeats, by batch; which offsets librdkafka reads that
+/// the checked read lacks (a reader's fault) or the reverse; the end of the daemon's log: what a
+/// failure report needs to tell a reader's, a broker's and the sink's faults apart.
+fn explain_difference(t: &Torture, brokers: &str, messages: &[KafkaRow]) {
+    let checked: std::collections::BTreeSet<(i32, i64)> = messages.iter().map(|m| (m.partition, m.offset)).collect();
+    let again: std::collections::BTreeSet<(i32, i64)> = read_topic_rdkafka(brokers, TOPIC).iter().map(|m| (m.partition, m.offset)).collect();
+    println!(
+        "librdkafka reads {} messages; offsets only it returned: {:?}; only the checked read: {:?}",
+        again.len(),
+        offset_runs(again.difference(&checked)),
+        offset_runs(checked.difference(&again))
+    );
     let mut on_topic: HashMap<String, (usize, std::collections::BTreeSet<String>)> = HashMap::new();
     for m in messages {
         let entry = on_topic.entry(m.headers["ingestd.file"].clone()).or_default();
@@ -158,6 +167,18 @@ fn explain_difference(t: &Torture, messages: &[KafkaRow]) {
     let log = std::fs::read_to_string(t.ws.path("torture.log")).unwrap_or_default();
     let tail: Vec<&str> = log.lines().rev().take(60).collect();
     println!("end of the daemon's log:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+}
+
+/// `(partition, offset)` pairs, in order, as runs `p<partition>:<first>..=<last>`.
+fn offset_runs<'a>(offsets: impl Iterator<Item = &'a (i32, i64)>) -> Vec<String> {
+    let mut runs: Vec<(i32, i64, i64)> = Vec::new();
+    for &(partition, offset) in offsets {
+        match runs.last_mut() {
+            Some((p, _, last)) if *p == partition && *last + 1 == offset => *last = offset,
+            _ => runs.push((partition, offset, offset)),
+        }
+    }
+    runs.into_iter().map(|(p, first, last)| format!("p{p}:{first}..={last}")).collect()
 }
 
 /// BLAKE3 of each staged file, by name, before the files move.

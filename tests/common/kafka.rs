@@ -65,6 +65,7 @@ pub fn read_topic(brokers: &str, topic: &str) -> Vec<KafkaRow> {
         return Vec::new();
     }
     assert!(out.status.success(), "kafka_read.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("kafka_read.py {topic}: {}", String::from_utf8_lossy(&out.stderr).trim());
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}")))
