@@ -5,7 +5,7 @@ use crate::config::{KafkaExactlyOnce, KafkaSinkConfig};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -54,15 +54,20 @@ impl Deliveries {
     }
 }
 
+/// librdkafka's own log lines, at their level, through tracing.
+fn forward_log(level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility = fac, "{log_message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{log_message}"),
+        _ => tracing::debug!(target: "librdkafka", facility = fac, "{log_message}"),
+    }
+}
+
 impl ClientContext for Deliveries {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", facility = fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{log_message}"),
-            _ => tracing::debug!(target: "librdkafka", facility = fac, "{log_message}"),
-        }
+        forward_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -118,8 +123,31 @@ pub fn producer(config: &KafkaSinkConfig, transactional_id: Option<&str>) -> Res
     client.create_with_context(Deliveries::default())
 }
 
+/// The readers' context. A partition's end is how [`read_to_end`] stops, not an error; but
+/// librdkafka also reports partition ends as global errors, which rdkafka's default context
+/// logged at ERROR on every start.
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::debug!(target: "librdkafka", %error, "{reason}");
+        } else {
+            tracing::warn!(target: "librdkafka", %error, "{reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+pub type Reader = BaseConsumer<ReaderContext>;
+
 /// A reader of committed records only, positioned by `assign`.
-pub fn reader(config: &KafkaSinkConfig) -> Result<BaseConsumer, KafkaError> {
+pub fn reader(config: &KafkaSinkConfig) -> Result<Reader, KafkaError> {
     let mut client = base(config);
     client
         .set("group.id", "ingestd-reader")
@@ -127,13 +155,13 @@ pub fn reader(config: &KafkaSinkConfig) -> Result<BaseConsumer, KafkaError> {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed");
-    client.create()
+    client.create_with_context(ReaderContext)
 }
 
 /// Reads `topic` from each `(partition, start)` (`None`: the beginning) to its end (for a
 /// `read_committed` reader, the last stable offset), handing every message to `each`.
 pub fn read_to_end(
-    consumer: &BaseConsumer,
+    consumer: &Reader,
     topic: &str,
     starts: &[(i32, Option<i64>)],
     mut each: impl FnMut(&BorrowedMessage<'_>),
