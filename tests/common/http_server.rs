@@ -31,7 +31,7 @@ impl PyServer {
     /// Starts the server and waits until it accepts connections.
     fn start(mut command: Command, port: u16, log: &Path) -> PyServer {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("server log");
-        let child = command.stdout(Stdio::null()).stderr(log).spawn().expect("start python3");
+        let child = super::dies_with_test(&mut command).stdout(Stdio::null()).stderr(log).spawn().expect("start python3");
         let mut server = PyServer { child };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

@@ -21,7 +21,7 @@ impl Tansu {
         assert!(bin.exists(), "no tansu broker at {}: run scripts/test.sh, which installs it", bin.display());
         let port = super::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
+        let child = super::dies_with_test(&mut Command::new(&bin))
             .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url, "--advertised-listener-url", &url, "--cluster-id", "test"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("tansu log"))

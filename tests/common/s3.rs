@@ -28,7 +28,7 @@ impl Moto {
         let bin = venv().join("bin/moto_server");
         assert!(bin.exists(), "no moto server at {}: run scripts/test.sh, which installs it", bin.display());
         let port = super::free_port();
-        let child = Command::new(&bin)
+        let child = super::dies_with_test(&mut Command::new(&bin))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("moto log"))
