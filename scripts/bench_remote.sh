@@ -15,7 +15,6 @@ files=${FILES:-100}
 rows=${ROWS:-300000}
 cargo build --release --locked --bin ingestd
 work="$(mktemp -d)"
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 http_port="$(free_port)"
 s3_port="$(free_port)"
 "$INGESTD_BIN" sample --out "$work/served" --files "$files" --rows "$rows" >/dev/null
@@ -38,8 +37,7 @@ done
 for run in folder http s3-source delta-in-s3; do
     dir="$work/$run"
     mkdir -p "$dir/drop"
-    sed -e 's|\./drop/attom|drop|' -e 's|\./lake/attom_sales|lake|' -e 's|min_age = "2s"|min_age = "0s"|' \
-        config.toml >"$dir/config.toml"
+    bench_config "$dir"
     case "$run" in
         folder) cp "$work/served"/* "$dir/drop/" ;;
         http) sed -i "s|^path = \"drop\"|kind = \"http\"\nurl = \"http://127.0.0.1:$http_port/\"|" "$dir/config.toml" ;;
@@ -52,5 +50,5 @@ for run in folder http s3-source delta-in-s3; do
             printf '[sinks.attom_sales.s3]\nendpoint = "%s"\n' "$endpoint" >>"$dir/config.toml" ;;
     esac
     echo "== $run: $files files, $rows rows"
-    (cd "$dir" && with_peak_rss "$INGESTD_BIN" once --json) 2>&1 | grep -E 'rows_per_second|peak_rss_mib' | tail -2
+    bench_once "$dir"
 done

@@ -48,6 +48,23 @@ sys.exit(code)
 PY
 }
 
+# A free TCP port on loopback.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Writes the shipped config.toml into folder DIR with its paths moved into DIR (drop folder
+# DIR/drop, table DIR/lake) and no min_age, for benchmark runs.
+bench_config() {
+    sed -e 's|\./drop/attom|drop|' -e 's|\./lake/attom_sales|lake|' -e 's|min_age = "2s"|min_age = "0s"|' \
+        config.toml >"$1/config.toml"
+}
+
+# Runs `ingestd once` in folder DIR and prints its rows/s and peak RSS.
+bench_once() {
+    (cd "$1" && with_peak_rss "$INGESTD_BIN" once --json) 2>&1 | grep -E 'rows_per_second|peak_rss_mib' | tail -2
+}
+
 # A Kafka-protocol broker for the Kafka sink's tests: tansu from the crates registry, built once
 # into a folder outside the clone (about 12 minutes on 2 cores) and reused after that.
 TANSU_VERSION=0.6.0
