@@ -35,11 +35,7 @@ fn a_delta_table_in_a_bucket_is_read_back_by_deltalake_and_secrets_never_show() 
     assert_eq!(again["totals"]["rows"], 0, "{again}");
     assert_eq!(row_count(&moto.read_delta("s3://lake/attom")), 2_000);
 
-    let status = String::from_utf8_lossy(&ws.ingestd(&["status"]).stdout).to_string();
-    let check = ws.ingestd(&["check"]);
-    for text in [status, String::from_utf8_lossy(&check.stdout).to_string(), String::from_utf8_lossy(&check.stderr).to_string()] {
-        assert!(!text.contains(SECRET_KEY), "secret shown: {text}");
-    }
+    assert_secret_never_shown(&ws);
 }
 
 #[test]

@@ -103,11 +103,7 @@ fn a_partitioned_parquet_dataset_in_a_bucket_gets_every_row_once() {
     assert_eq!(again["totals"]["rows"], 0, "{again}");
     assert_eq!(row_count(&lake.rows("pq")), 2_000);
 
-    let status = String::from_utf8_lossy(&ws.ingestd(&["status"]).stdout).to_string();
-    let check = ws.ingestd(&["check"]);
-    for text in [status, String::from_utf8_lossy(&check.stdout).to_string(), String::from_utf8_lossy(&check.stderr).to_string()] {
-        assert!(!text.contains(SECRET_KEY), "secret shown: {text}");
-    }
+    assert_secret_never_shown(&ws);
 }
 
 /// Needs the fault points: `cargo test --features fault-injection`.

@@ -116,6 +116,15 @@ pub fn stage_attom(dir: &std::path::Path, files: usize, rows: usize, seed: u64) 
     paths
 }
 
+/// Neither `ingestd status` nor `ingestd check` shows the secret key of the workspace's config.
+pub fn assert_secret_never_shown(ws: &super::Workspace) {
+    let status = String::from_utf8_lossy(&ws.ingestd(&["status"]).stdout).to_string();
+    let check = ws.ingestd(&["check"]);
+    for text in [status, String::from_utf8_lossy(&check.stdout).to_string(), String::from_utf8_lossy(&check.stderr).to_string()] {
+        assert!(!text.contains(SECRET_KEY), "secret shown: {text}");
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
