@@ -118,7 +118,7 @@ async fn an_overlord_that_is_down_then_up_is_retried() {
     assert_eq!(mock.statuses("/druid/indexer/v1/supervisor"), [503, 503, 200]);
 
     // Nothing listening yet: connection refused until the Overlord comes up.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::free_port();
     let config = supervisor_config(&format!("http://127.0.0.1:{port}"), "retries = 8\nretry_backoff = \"50ms\"");
     let overlord = Overlord::new(&config.schema).unwrap();
     let submit = tokio::spawn(async move { overlord.submit_supervisor(&spec).await });

@@ -310,9 +310,20 @@ pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A TCP port free on loopback right now.
+/// A TCP port free on loopback right now, never handed out twice in this test process.
+///
+/// The port is released before the server takes it, and the tests of one binary run in
+/// parallel: two of them given the same port would talk to each other's servers (the kernel
+/// picks ports at random, so this happens now and then; CI once saw a listing of the wrong
+/// folder).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        if HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The body of `GET path` on loopback, or an empty string if nothing answers.
