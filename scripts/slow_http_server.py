@@ -38,6 +38,8 @@ def main():
     SlowHandler.delay = args.delay
     handler = functools.partial(SlowHandler, directory=args.directory)
     with http.server.ThreadingHTTPServer((args.bind, args.port), handler) as server:
+        # The line python3 -m http.server prints: the tests wait for it, not for the port.
+        print(f"Serving HTTP on {args.bind} port {server.server_address[1]}", flush=True)
         server.serve_forever()
 
 

@@ -1,13 +1,15 @@
 //! Real HTTP servers for the `http` source tests: `python3 -m http.server` as the team runs it,
 //! and `scripts/slow_http_server.py`, which sends bodies slowly. Killed (SIGKILL) when dropped.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// A Python server on `127.0.0.1:port`.
 pub struct PyServer {
     child: Child,
+    /// Held so the server never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
 }
 
 impl PyServer {
@@ -15,7 +17,7 @@ impl PyServer {
     /// per request, with the status) is appended to `log`.
     pub fn plain(dir: &Path, port: u16, log: &Path) -> PyServer {
         let mut command = Command::new("python3");
-        command.args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"]).arg(dir);
+        command.args(["-u", "-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"]).arg(dir);
         PyServer::start(command, port, log)
     }
 
@@ -28,22 +30,19 @@ impl PyServer {
         PyServer::start(command, port, log)
     }
 
-    /// Starts the server and waits until it accepts connections.
+    /// Starts the server and waits for its "Serving HTTP on" line, printed once it listens.
+    /// Waiting for the port to answer instead could be fooled by another server on it.
     fn start(mut command: Command, port: u16, log: &Path) -> PyServer {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("server log");
-        let child = super::dies_with_test(&mut command).stdout(Stdio::null()).stderr(log).spawn().expect("start python3");
-        let mut server = PyServer { child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(exit) = server.child.try_wait().expect("server status") {
-                panic!("the HTTP server on port {port} exited at start: {exit}");
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "the HTTP server on port {port} does not answer");
-            std::thread::sleep(Duration::from_millis(50));
+        let mut child = super::dies_with_test(&mut command).stdout(Stdio::piped()).stderr(log).spawn().expect("start python3");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        let read = stdout.read_line(&mut line).expect("server output");
+        if read == 0 || !line.starts_with("Serving HTTP on") {
+            let exit = child.kill().and_then(|_| child.wait());
+            panic!("the HTTP server on port {port} did not start ({exit:?}); it printed {line:?}, see its log");
         }
+        PyServer { child, _stdout: stdout }
     }
 
     /// Stops it at once (SIGKILL), in the middle of whatever it is sending.
