@@ -225,6 +225,7 @@ impl SourceRuntime {
             if let Err(error) = &committed {
                 STATUS.sink(&self.name, &sink_name, |s| {
                     s.reachable = false;
+                    s.commit_failed = true;
                     s.last_error = Some(error.to_string());
                 });
             }
@@ -249,6 +250,7 @@ impl SourceRuntime {
             self.lock(ledger)?.record_sink_commit(&self.name, seq, &sink_name, &reference)?;
             STATUS.sink(&self.name, &sink_name, |s| {
                 s.reachable = true;
+                s.commit_failed = false;
                 s.last_error = None;
                 s.last_commit_at = Some(chrono::Utc::now().to_rfc3339());
                 s.last_commit = Some(reference.clone());

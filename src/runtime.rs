@@ -209,7 +209,7 @@ impl SourceRuntime {
         }
         self.needs_recovery = false;
         for sink in &self.sinks {
-            STATUS.sink(&self.name, sink.name(), |s| s.reachable = true);
+            STATUS.sink(&self.name, sink.name(), |s| s.reachable = !s.commit_failed);
         }
         Ok(())
     }

@@ -52,6 +52,10 @@ pub struct SinkStatus {
     /// The sink's reference for it (e.g. "delta version 7").
     pub last_commit: Option<String>,
     pub last_error: Option<String>,
+    /// The last commit failed. Recovery reading the sink does not make it reachable again (a
+    /// broker may answer reads and refuse writes); only a commit does, and the failed batch is
+    /// retried until one succeeds.
+    pub commit_failed: bool,
 }
 
 impl Board {
