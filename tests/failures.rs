@@ -53,7 +53,9 @@ fn two_daemons_append_to_one_delta_table_at_once_and_every_row_lands_once() {
 fn a_second_daemon_on_the_same_folder_is_refused_with_a_clear_error() {
     let ws = Workspace::attom("");
     let first = spawn_run(&ws, &[], "first.log");
-    std::thread::sleep(Duration::from_millis(500));
+    // Its sources (and their folder locks) are set up before it logs that it runs.
+    let running = || usize::from(std::fs::read_to_string(ws.path("first.log")).unwrap_or_default().contains("ingestd running"));
+    assert_eq!(wait_until(Duration::from_secs(30), 1, running), 1, "the first daemon did not start");
     let config = std::fs::read_to_string(ws.path("config.toml")).unwrap().replace("instance = \"test\"", "instance = \"other\"\nstate_dir = \"state2\"");
     std::fs::write(ws.path("config2.toml"), config).unwrap();
     let out = ws.ingestd(&["run", "--config", "config2.toml"]);

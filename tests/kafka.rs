@@ -328,7 +328,7 @@ fn delivery_failures_are_retried_counted_and_then_recovered() {
     // ready: only a commit makes it ready again.
     for _ in 0..60 {
         let (code, status) = http(port, "/readyz");
-        assert_eq!(code, 503, "ready while every delivery fails: {status}");
+        assert_eq!(code, 503, "ready while every delivery fails: {status}\n{}", std::fs::read_to_string(t.ws.path("run.log")).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(100));
     }
     cluster.clear_request_errors(RDKafkaApiKey::Produce);
