@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use ingestd::sample::{write_attom_files, AttomSpec};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A small deterministic generator for kill delays (no rand dependency for one test).
@@ -35,14 +34,7 @@ fn kill_9_during_ingestion_then_restart_keeps_every_row_exactly_once() {
         for path in round {
             std::fs::rename(path, ws.path("drop").join(path.file_name().unwrap())).unwrap();
         }
-        let mut child = dies_with_test(&mut Command::new(BIN))
-            .arg("run")
-            .current_dir(ws.dir.path())
-            .env("INGESTD_LOG_FORMAT", "text")
-            .stdout(Stdio::null())
-            .stderr(log.try_clone().unwrap())
-            .spawn()
-            .expect("start ingestd run");
+        let mut child = run_command(&ws, log.try_clone().unwrap()).spawn().expect("start ingestd run");
         std::thread::sleep(Duration::from_millis(40 + next(&mut state) % 400));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL

@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use ingestd::sample::{attom_file, AttomSpec};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Waits (up to a generous bound; this is not a latency assertion) until the table has `rows`.
@@ -26,15 +25,7 @@ fn wait_for_rows(ws: &Workspace, daemon: &mut std::process::Child, rows: usize) 
 fn files_arriving_while_running_are_committed_and_sigterm_stops_cleanly() {
     let ws = Workspace::with_config(&attom_config("min_age = \"1s\""));
     // Relative paths in the config, as users write them; the daemon runs from the workspace.
-    let log = std::fs::File::create(ws.path("run.log")).unwrap();
-    let mut child = dies_with_test(&mut Command::new(BIN))
-        .arg("run")
-        .current_dir(ws.dir.path())
-        .env("INGESTD_LOG_FORMAT", "text")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&ws, &[], "run.log");
     let spec = AttomSpec { files: 2, rows: 200, seed: 5 };
 
     // A downloader's pattern: write under a temporary name, rename into place.
@@ -51,10 +42,7 @@ fn files_arriving_while_running_are_committed_and_sigterm_stops_cleanly() {
     std::fs::write(ws.path("drop").join(&name), &bytes).unwrap();
     assert_eq!(wait_for_rows(&ws, &mut child, 200), 200, "copied file not committed");
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "exit after SIGTERM: {exit}");
+    terminate(child);
     let log = std::fs::read_to_string(ws.path("run.log")).unwrap();
     assert!(log.contains("stopping"), "{log}");
 }

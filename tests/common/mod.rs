@@ -253,16 +253,20 @@ pub fn spawn_run(ws: &Workspace, args: &[&str], log_name: &str) -> std::process:
 /// [`spawn_run`] with extra environment variables.
 pub fn spawn_run_with_env(ws: &Workspace, args: &[&str], env: &[(&str, &str)], log_name: &str) -> std::process::Child {
     let log = std::fs::File::create(ws.path(log_name)).expect("log file");
-    dies_with_test(&mut Command::new(BIN))
+    run_command(ws, log).args(args).envs(env.iter().copied()).spawn().expect("start ingestd run")
+}
+
+/// `ingestd run` in the workspace, its text log to `log`, dying with the test: what every test
+/// that starts the daemon builds on.
+pub fn run_command(ws: &Workspace, log: std::fs::File) -> Command {
+    let mut command = Command::new(BIN);
+    dies_with_test(&mut command)
         .arg("run")
-        .args(args)
         .current_dir(ws.dir.path())
         .env("INGESTD_LOG_FORMAT", "text")
-        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start ingestd run")
+        .stderr(log);
+    command
 }
 
 /// Sends signal `name` (`TERM`, `HUP`, ...) to a child process.

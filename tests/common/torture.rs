@@ -4,7 +4,6 @@
 use super::*;
 use ingestd::sample::{write_attom_files, AttomSpec};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The ATTOM config the torture runs use: small batches, committed files deleted.
@@ -69,14 +68,7 @@ impl Torture {
     }
 
     pub fn run_once(&mut self, ending: Ending) {
-        let mut command = Command::new(BIN);
-        dies_with_test(&mut command);
-        command
-            .arg("run")
-            .current_dir(self.ws.dir.path())
-            .env("INGESTD_LOG_FORMAT", "text")
-            .stdout(Stdio::null())
-            .stderr(self.log.try_clone().unwrap());
+        let mut command = run_command(&self.ws, self.log.try_clone().unwrap());
         let limit = match &ending {
             Ending::KillAfter(d) => *d,
             Ending::Fault(point) => {
