@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the per-file hot path, one stage at a time: hashing (admission),
 //! decoding (JSON array, NDJSON, CSV), mapping, and the ledger's per-file cost.
 //! Run with `cargo bench --bench pipeline` (add a filter such as `-- decode` for one group).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ingestd::config::{BadRowPolicy, Config, FormatConfig};

@@ -4,7 +4,6 @@
 use crate::discover::Candidate;
 use crate::ledger::{FileEntry, FileState, Ledger, LedgerError};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// A new file, hashed, waiting for its batch.
@@ -53,23 +52,13 @@ pub enum AdmitError {
     Read { path: PathBuf, source: std::io::Error },
 }
 
-/// Admits one candidate. `hashed` is its content hash if already computed; `pending` maps
-/// content hashes already admitted but not yet committed to their file names;
-/// `allow_overwrites` is the source's policy for rewritten files.
-pub fn admit(
-    ledger: &Ledger,
-    candidate: &Candidate,
-    hashed: Option<String>,
-    pending: &dyn Fn(&str) -> Option<String>,
-    allow_overwrites: bool,
-) -> Result<Admission, AdmitError> {
+/// What the ledger says of a candidate whose content hash is known. Runs on the ledger thread;
+/// [`with_queue`] then adds what the queue of admitted files knows. `allow_overwrites` is the
+/// source's policy for rewritten files.
+pub fn judge(ledger: &Ledger, candidate: &Candidate, hash: String, allow_overwrites: bool) -> Result<Admission, LedgerError> {
     if let Some(state) = ledger.known(&candidate.source, &candidate.name, candidate.size, candidate.mtime_ns)? {
         return Ok(Admission::Known(state));
     }
-    let hash = match hashed {
-        Some(hash) => hash,
-        None => hash_file(&candidate.path)?,
-    };
     let file = AdmittedFile {
         path: candidate.path.clone(),
         name: candidate.name.clone(),
@@ -81,48 +70,32 @@ pub fn admit(
     if ledger.adopt(&candidate.source, &file.name, &file.hash, file.size, file.mtime_ns)? {
         return Ok(Admission::Known(FileState::Committed));
     }
-    let holder = match ledger.holder_of(&candidate.source, &file.hash)? {
-        Some(held) => Some(held),
-        // Already queued under this very name: the same file offered twice, not a duplicate.
-        None => match pending(&file.hash) {
-            Some(name) if name == file.name => return Ok(Admission::Known(FileState::InFlight)),
-            other => other.map(|name| (name, false)),
-        },
-    };
-    Ok(match holder {
+    Ok(match ledger.holder_of(&candidate.source, &file.hash)? {
         Some((of, committed)) => Admission::Duplicate { file, of, committed },
         None if !allow_overwrites && ledger.committed_name(&candidate.source, &candidate.name)? => Admission::IgnoredOverwrite(file),
         None => Admission::New(file),
     })
 }
 
+/// Completes the ledger's verdict with the queue: `pending` maps content hashes admitted but not
+/// yet committed to their file names. Content already queued under another name is a duplicate
+/// waiting for its twin; under the same name it is the same file offered twice.
+pub fn with_queue(admission: Admission, pending: &dyn Fn(&str) -> Option<String>) -> Admission {
+    match admission {
+        Admission::New(file) | Admission::IgnoredOverwrite(file) if pending(&file.hash).is_some() => match pending(&file.hash) {
+            Some(name) if name == file.name => Admission::Known(FileState::InFlight),
+            Some(of) => Admission::Duplicate { file, of, committed: false },
+            None => Admission::New(file),
+        },
+        other => other,
+    }
+}
+
 /// [`hash_file`] of each path, on up to `threads` threads; results in input order.
 pub fn hash_files(paths: &[&Path], threads: usize) -> Vec<Result<String, AdmitError>> {
-    let next = AtomicUsize::new(0);
-    let mut results: Vec<(usize, Result<String, AdmitError>)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.clamp(1, paths.len().max(1)))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(path) = paths.get(i) else { return done };
-                        done.push((i, hash_file(path)));
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    let mut results = results.into_iter().peekable();
+    let hashed = crate::pool::map_indexed(paths.len(), threads, |i| hash_file(paths[i]));
     // A worker that died leaves gaps: those files are hashed here instead.
-    (0..paths.len())
-        .map(|i| match results.next_if(|(j, _)| *j == i) {
-            Some((_, result)) => result,
-            None => hash_file(paths[i]),
-        })
-        .collect()
+    hashed.into_iter().enumerate().map(|(i, result)| result.unwrap_or_else(|| hash_file(paths[i]))).collect()
 }
 
 /// BLAKE3 of a file's bytes, hex.
@@ -142,6 +115,12 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, content).unwrap();
         Candidate { source: "s".into(), path, name: name.into(), size: content.len() as u64, mtime_ns: 1 }
+    }
+
+    /// The whole admission of one candidate, as a source runs it.
+    fn admit(ledger: &Ledger, c: &Candidate, _: Option<String>, pending: &dyn Fn(&str) -> Option<String>, overwrites: bool) -> Result<Admission, LedgerError> {
+        let hash = hash_file(&c.path).unwrap();
+        judge(ledger, c, hash, overwrites).map(|a| with_queue(a, pending))
     }
 
     #[test]

@@ -1,19 +1,22 @@
-//! Wires the stages together: `once` ingests what is present and returns; `run` watches every
+//! Wires the tasks together: `once` ingests what is present and returns; `run` watches every
 //! source until asked to stop. Each source has a discovery thread and an async task that owns
-//! its [`SourceRuntime`]; the ledger is shared.
+//! its [`Source`] and runs [`driver::drive`]; the ledger has a thread of its own, shared.
 
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::discover::remote::{self, Remote};
 use crate::discover::{Candidate, FolderSource};
-use crate::ledger::Ledger;
-use crate::metrics::METRICS;
-use crate::runtime::{RuntimeError, SharedLedger, SourceRuntime, Totals};
+use crate::driver::{self, Mode};
+use crate::error::Error;
+use crate::events::{self, ReloadApplied, ReloadRefused, SourceNotStarted};
+use crate::ledger::{Ledger, LedgerHandle};
 use crate::service;
+use crate::sinks;
+use crate::source::{Source, Totals};
 use crate::status::STATUS;
 use indexmap::IndexMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -31,46 +34,62 @@ impl Summary {
     }
 }
 
-/// A source ready to run: its runtime (recovered), its folder (locked) and, for `http` and
-/// `s3` sources, the poller that downloads into that folder.
+/// A source ready to run: recovered, its folder locked and, for `http` and `s3` sources, the
+/// poller that downloads into that folder.
 struct Started {
-    runtime: SourceRuntime,
+    source: Source,
     folder: FolderSource,
     remote: Option<Box<dyn Remote>>,
 }
 
 /// Locks the state folder (so a second daemon is refused before it touches anything) and opens
-/// the ledger.
-fn open_state(config: &Config) -> Result<(SharedLedger, std::fs::File), RuntimeError> {
-    let state_lock = lock_state_dir(&config.state_dir)?;
-    let (ledger, _) = Ledger::open_or_set_aside(&config.state_dir)?;
-    ledger.claim_instance(&config.instance)?;
+/// the ledger on its own thread.
+async fn open_state(config: &Config) -> Result<(LedgerHandle, std::fs::File), Error> {
+    let state_dir = config.state_dir.clone();
+    let instance = config.instance.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let state_lock = lock_state_dir(&state_dir)?;
+        let (ledger, _) = Ledger::open_or_set_aside(&state_dir)?;
+        ledger.claim_instance(&instance)?;
+        let handle = LedgerHandle::spawn(ledger).map_err(|e| Error::Internal(format!("cannot start the ledger thread: {e}")))?;
+        Ok((handle, state_lock))
+    })
+    .await
+    .map_err(|e| Error::task("opening the ledger", e))??;
     STATUS.set_ledger_open(true);
-    Ok((Arc::new(Mutex::new(ledger)), state_lock))
+    Ok(opened)
 }
 
 /// An exclusive lock on `<state_dir>/.lock`, held while the daemon runs.
-fn lock_state_dir(state_dir: &std::path::Path) -> Result<std::fs::File, RuntimeError> {
-    let io = |e: std::io::Error| RuntimeError::Io(format!("state folder {}: {e}", state_dir.display()));
+fn lock_state_dir(state_dir: &Path) -> Result<std::fs::File, Error> {
+    let io = |e: std::io::Error| Error::StateFolder { path: state_dir.to_path_buf(), detail: e.to_string() };
     std::fs::create_dir_all(state_dir).map_err(io)?;
-    crate::discover::lock_exclusive(&state_dir.join(".lock")).map_err(io)?.ok_or_else(|| {
-        RuntimeError::Io(format!("state folder {} is in use by another ingestd process; one state folder, one daemon", state_dir.display()))
+    crate::discover::lock_exclusive(&state_dir.join(".lock")).map_err(io)?.ok_or_else(|| Error::StateFolder {
+        path: state_dir.to_path_buf(),
+        detail: "in use by another ingestd process; one state folder, one daemon".into(),
     })
 }
 
-/// Locks the source's folder and recovers its runtime against its sinks.
-async fn start_source(name: &str, config: &Config, ledger: &SharedLedger) -> Result<Started, RuntimeError> {
-    let source = config.sources.get(name).ok_or_else(|| RuntimeError::Internal(format!("no source {name}")))?;
-    let folder = FolderSource::new(name, source)?;
-    let remote = remote::open(name, source, &config.state_dir)?;
-    let mut runtime = SourceRuntime::new(name, config)?;
-    runtime.recover(ledger).await?;
-    Ok(Started { runtime, folder, remote })
+/// Locks the source's folder, builds its sinks and recovers it against them.
+async fn start_source(name: &str, config: &Config, ledger: &LedgerHandle) -> Result<Started, Error> {
+    let (name, config, ledger) = (name.to_string(), config.clone(), ledger.clone());
+    // Locking the folder and reading saved columns touch the disk: off the async workers.
+    let (mut source, folder, remote) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let source_config = config.sources.get(&name).ok_or_else(|| Error::Internal(format!("no source {name}")))?;
+        let folder = FolderSource::new(&name, source_config)?;
+        let remote = remote::open(&name, source_config, &config.state_dir)?;
+        let sinks = source_config.sinks.iter().filter_map(|sink| sinks::build(sink, &config, &name)).collect();
+        Ok((Source::new(&name, &config, ledger, sinks)?, folder, remote))
+    })
+    .await
+    .map_err(|e| Error::task("starting a source", e))??;
+    source.recover().await?;
+    Ok(Started { source, folder, remote })
 }
 
 /// Every folder is locked before any source recovers, so a second daemon is refused first.
-async fn start(config: &Config) -> Result<(SharedLedger, Vec<Started>, std::fs::File), RuntimeError> {
-    let (ledger, state_lock) = open_state(config)?;
+async fn start(config: &Config) -> Result<(LedgerHandle, Vec<Started>, std::fs::File), Error> {
+    let (ledger, state_lock) = open_state(config).await?;
     let mut started = Vec::new();
     for name in config.sources.keys() {
         started.push(start_source(name, config, &ledger).await?);
@@ -79,41 +98,30 @@ async fn start(config: &Config) -> Result<(SharedLedger, Vec<Started>, std::fs::
 }
 
 /// Ingests every file present in every source (waiting for files still being written), then
-/// returns. `on_batch` sees the running totals after each batch (for a progress bar).
-pub async fn once(config: &Config, on_batch: &mut dyn FnMut(&Totals)) -> Result<Summary, RuntimeError> {
+/// returns. `progress` sees a source's running totals after each batch (for a progress bar).
+pub async fn once(config: &Config, progress: &mut (dyn FnMut(&Totals) + Send)) -> Result<Summary, Error> {
     let started = Instant::now();
-    let (ledger, mut sources, _state_lock) = start(config).await?;
+    let (_ledger, sources, _state_lock) = start(config).await?;
     let mut summary = Summary::default();
-    for Started { runtime, folder, remote } in &mut sources {
-        if let Some(remote) = remote {
+    for Started { mut source, folder, remote } in sources {
+        if let Some(mut remote) = remote {
             let report = remote.poll().await?;
             if report.failed > 0 {
-                return Err(RuntimeError::Io(format!("source {}: {} file(s) could not be downloaded (see the log)", runtime.name, report.failed)));
+                return Err(Error::Downloads { name: source.name.clone(), failed: report.failed });
             }
         }
-        loop {
-            let ready = folder.poll(Duration::ZERO);
-            for chunk in ready.chunks(runtime.config.batch.max_files) {
-                if let Some((_, e)) = runtime.offer_all(&ledger, chunk.to_vec()).into_iter().next() {
-                    return Err(e);
-                }
-                if runtime.batcher.len() >= runtime.config.batch.max_files {
-                    runtime.run_due(&ledger, false).await?;
-                    on_batch(&runtime.totals);
-                }
-            }
-            if folder.waiting() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        while runtime.has_work() {
-            runtime.run_due(&ledger, true).await?;
-            runtime.offer_deferred(&ledger)?;
-            on_batch(&runtime.totals);
-        }
-        runtime.finish_upkeep(true).await;
-        summary.totals.add(&runtime.totals);
+        let (tx, found) = mpsc::channel::<Candidate>(1024);
+        let halt = Arc::new(AtomicBool::new(false));
+        let thread_halt = halt.clone();
+        let discovery = std::thread::spawn(move || driver::discover(folder, tx, &thread_halt, Mode::Once));
+        // Nothing stops a `once` from outside: the sender only keeps the channel open.
+        let (_keep_open, stop) = watch::channel(false);
+        let result = driver::drive(&mut source, found, stop, Mode::Once, progress).await;
+        halt.store(true, Ordering::Relaxed);
+        let _ = tokio::task::spawn_blocking(move || discovery.join()).await;
+        result?;
+        source.finish_upkeep(true).await;
+        summary.totals.add(source.totals());
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -157,20 +165,26 @@ fn footprint(config: &Config, name: &str) -> Option<Footprint> {
 }
 
 /// Starts a source's discovery thread and task.
-async fn spawn_source(name: &str, config: &Config, ledger: &SharedLedger) -> Result<Running, RuntimeError> {
-    let footprint = footprint(config, name).ok_or_else(|| RuntimeError::Internal(format!("no source {name}")))?;
-    let Started { runtime, mut folder, remote } = start_source(name, config, ledger).await?;
-    let (tx, rx) = mpsc::channel::<Candidate>(1024);
+async fn spawn_source(name: &str, config: &Config, ledger: &LedgerHandle) -> Result<Running, Error> {
+    let footprint = footprint(config, name).ok_or_else(|| Error::Internal(format!("no source {name}")))?;
+    let Started { mut source, mut folder, remote } = start_source(name, config, ledger).await?;
+    let (tx, found) = mpsc::channel::<Candidate>(1024);
     if let Err(e) = folder.watch() {
         warn!(source = %name, error = %e, "no file notifications; relying on periodic listing");
     }
     let halt = Arc::new(AtomicBool::new(false));
     let thread_halt = halt.clone();
-    let thread = std::thread::spawn(move || discover_loop(folder, tx, &thread_halt));
+    let thread = std::thread::spawn(move || driver::discover(folder, tx, &thread_halt, Mode::Watch));
     let (stop, stop_rx) = watch::channel(false);
-    let poll_interval = runtime.config.fetch.poll_interval.0;
+    let poll_interval = source.config.fetch.poll_interval.0;
     let poller = remote.map(|r| tokio::spawn(remote::run(name.to_string(), r, poll_interval, stop_rx.clone())));
-    let task = tokio::spawn(source_loop(runtime, ledger.clone(), rx, stop_rx));
+    let task = tokio::spawn(async move {
+        // Watching, every failure is retried inside; nothing comes back but the stop.
+        if let Err(e) = driver::drive(&mut source, found, stop_rx, Mode::Watch, &mut |_| {}).await {
+            error!(source = %source.name, error = %e, "source stopped");
+        }
+        source.finish_upkeep(false).await;
+    });
     Ok(Running { footprint, stop, halt, task, thread, poller })
 }
 
@@ -199,8 +213,8 @@ async fn stop_sources(running: Vec<(String, Running)>, limit: Duration) -> bool 
 }
 
 /// Watches every source until told to stop; applies reloads in between.
-pub async fn run(config_path: Option<&Path>, mut config: Config, mut control: mpsc::Receiver<Control>) -> Result<(), RuntimeError> {
-    let (ledger, _state_lock) = open_state(&config)?;
+pub async fn run(config_path: Option<&Path>, mut config: Config, mut control: mpsc::Receiver<Control>) -> Result<(), Error> {
+    let (ledger, _state_lock) = open_state(&config).await?;
     STATUS.set_config(&config);
     let mut running: IndexMap<String, Running> = IndexMap::new();
     for name in config.sources.keys() {
@@ -278,7 +292,7 @@ async fn reload(
     path: Option<&Path>,
     current: &mut Config,
     running: &mut IndexMap<String, Running>,
-    ledger: &SharedLedger,
+    ledger: &LedgerHandle,
     push: &crate::push::PushState,
 ) {
     let loaded = match path {
@@ -288,9 +302,7 @@ async fn reload(
     let new = match loaded.and_then(|new| fixed_keys_unchanged(current, &new).map(|()| new)) {
         Ok(new) => new,
         Err(reason) => {
-            error!(error = %reason, "config reload refused; the running config stays");
-            METRICS.reloads.with_label_values(&["refused"]).inc();
-            STATUS.set_reload_error(Some(reason));
+            events::emit(ReloadRefused { reason });
             return;
         }
     };
@@ -317,19 +329,12 @@ async fn reload(
                 running.insert(name.clone(), source);
                 started.push(name.clone());
             }
-            Err(e) => {
-                error!(source = %name, error = %e, "cannot start source after reload");
-                METRICS.errors.with_label_values(&[name, e.kind()]).inc();
-                STATUS.source(name, |s| s.last_error = Some(e.to_string()));
-            }
+            Err(e) => events::emit(SourceNotStarted { source: name, error: &e, kind: e.kind() }),
         }
     }
     *current = new;
     push.set_targets(current);
-    STATUS.set_config(current);
-    STATUS.set_reload_error(None);
-    METRICS.reloads.with_label_values(&["applied"]).inc();
-    info!(stopped = ?stopped, started = ?started, "config reloaded");
+    events::emit(ReloadApplied { config: current, stopped: &stopped, started: &started });
 }
 
 /// Keys that only a restart can change.
@@ -351,92 +356,4 @@ fn fixed_keys_unchanged(current: &Config, new: &Config) -> Result<(), String> {
         changed.push("http.listen");
     }
     if changed.is_empty() { Ok(()) } else { Err(format!("{} changed; that takes a restart", changed.join(", "))) }
-}
-
-fn discover_loop(mut folder: FolderSource, tx: mpsc::Sender<Candidate>, halt: &AtomicBool) {
-    let mut scanned = false;
-    while !halt.load(Ordering::Relaxed) {
-        for candidate in folder.poll(Duration::from_millis(100)) {
-            if tx.blocking_send(candidate).is_err() {
-                return;
-            }
-        }
-        if !scanned {
-            // The first poll lists the whole folder: the start-up scan is done.
-            STATUS.source(folder.name(), |s| s.watched = true);
-            scanned = true;
-        }
-    }
-}
-
-async fn source_loop(mut runtime: SourceRuntime, ledger: SharedLedger, rx: mpsc::Receiver<Candidate>, stop: watch::Receiver<bool>) {
-    feed(&mut runtime, ledger, rx, stop).await;
-    runtime.finish_upkeep(false).await;
-}
-
-/// Admits what discovery finds and commits batches as they fall due, until stopped.
-async fn feed(runtime: &mut SourceRuntime, ledger: SharedLedger, mut rx: mpsc::Receiver<Candidate>, mut stop: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_secs(1);
-    // Files whose admission failed (unreadable for now, ledger busy): discovery will not hand them
-    // on again while they are unchanged, so they are retried from here.
-    let mut retry: Vec<Candidate> = Vec::new();
-    let mut retry_at = Instant::now();
-    loop {
-        let wait = runtime.batcher.due_in(Instant::now()).unwrap_or(Duration::from_secs(1));
-        tokio::select! {
-            candidate = rx.recv() => {
-                let Some(candidate) = candidate else { return };
-                // Admit at most a batch's worth before committing, so a storm of files becomes a
-                // steady stream of batches rather than one ever-growing queue.
-                let mut ready = vec![candidate];
-                while ready.len() < runtime.config.batch.max_files {
-                    let Ok(candidate) = rx.try_recv() else { break };
-                    ready.push(candidate);
-                }
-                for (candidate, e) in runtime.offer_all(&ledger, ready) {
-                    error!(source = %runtime.name, file = %candidate.name, error = %e, "cannot admit file; will retry");
-                    METRICS.errors.with_label_values(&[&runtime.name, e.kind()]).inc();
-                    retry.push(candidate);
-                }
-            }
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
-        if !retry.is_empty() && Instant::now() >= retry_at {
-            for candidate in std::mem::take(&mut retry) {
-                if let Err(e) = runtime.offer(&ledger, &candidate) {
-                    warn!(source = %runtime.name, file = %candidate.name, error = %e, "still cannot admit file");
-                    retry.push(candidate);
-                }
-            }
-            retry_at = Instant::now() + Duration::from_secs(5);
-        }
-        let result = runtime.run_due(&ledger, false).await;
-        runtime.publish();
-        match result {
-            Ok(_) => {
-                backoff = Duration::from_secs(1);
-                STATUS.source(&runtime.name, |s| s.last_error = None);
-            }
-            Err(e) => {
-                STATUS.source(&runtime.name, |s| s.last_error = Some(e.to_string()));
-                if let RuntimeError::Sink(sink_error) = &e {
-                    STATUS.sink(&runtime.name, sink_error.sink(), |s| {
-                        s.reachable = false;
-                        s.last_error = Some(sink_error.to_string());
-                    });
-                }
-                error!(source = %runtime.name, error = %e, retry_in = ?backoff, "batch failed; will retry");
-                METRICS.errors.with_label_values(&[&runtime.name, e.kind()]).inc();
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-            }
-        }
-    }
 }

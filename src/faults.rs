@@ -37,7 +37,7 @@ mod active {
 
     struct Plan {
         point: Option<(String, u64)>,
-        random: Option<(Mutex<u64>, u64)>,
+        random: Option<(Mutex<crate::rng::Rng>, u64)>,
     }
 
     static PLAN: OnceLock<Plan> = OnceLock::new();
@@ -51,7 +51,7 @@ mod active {
             });
             let seed = std::env::var("INGESTD_FAULT_SEED").ok().and_then(|s| s.parse::<u64>().ok());
             let percent = std::env::var("INGESTD_FAULT_PERCENT").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-            let random = seed.filter(|_| percent > 0).map(|s| (Mutex::new(s | 1), percent));
+            let random = seed.filter(|_| percent > 0).map(|s| (Mutex::new(crate::rng::Rng::seeded(s)), percent));
             Plan { point, random }
         })
     }
@@ -68,12 +68,7 @@ mod active {
         }
         if let Some((state, percent)) = &plan.random {
             let draw = match state.lock() {
-                Ok(mut s) => {
-                    *s ^= *s << 13;
-                    *s ^= *s >> 7;
-                    *s ^= *s << 17;
-                    *s % 100
-                }
+                Ok(mut rng) => rng.below(100),
                 Err(_) => return,
             };
             if draw < *percent {

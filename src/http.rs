@@ -30,8 +30,7 @@ pub async fn serve(listen: SocketAddr, mut stop: watch::Receiver<bool>, push: Op
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(e) => {
-            error!(%listen, error = %e, "cannot listen for /metrics; running without it");
-            METRICS.errors.with_label_values(&["", "http"]).inc();
+            crate::events::emit(crate::events::HttpListenFailed { listen, error: &e });
             return;
         }
     };

@@ -15,7 +15,7 @@ pub struct Metrics {
     pub bytes: IntCounterVec,
     /// Rows with a value that did not convert (nulled or skipped by policy).
     pub bad_rows: IntCounterVec,
-    /// Errors by kind (sink, ledger, admit, folder, mapping, io, internal).
+    /// Errors by kind (the `ErrorKind`s of the events module).
     pub errors: IntCounterVec,
     /// Time from the start of a batch to its last commit.
     pub batch_seconds: HistogramVec,
@@ -32,6 +32,8 @@ pub struct Metrics {
     pub pending: IntGaugeVec,
     /// Age of the oldest waiting file.
     pub oldest_pending_seconds: GaugeVec,
+    /// Batches some sinks hold and others cannot be given (left in flight; see the runbook).
+    pub batches_stuck: IntGaugeVec,
     /// Druid batch tasks by outcome: `success` (a batch loaded), `failed_attempt` (a task ended
     /// FAILED; the next attempt follows), `gave_up` (`max_attempts` tasks failed).
     pub druid_tasks: IntCounterVec,
@@ -75,6 +77,11 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(pending.clone()))?;
     let oldest_pending_seconds = GaugeVec::new(Opts::new("ingestd_oldest_pending_file_age_seconds", "Age of the oldest waiting file."), &["source"])?;
     registry.register(Box::new(oldest_pending_seconds.clone()))?;
+    let batches_stuck = IntGaugeVec::new(
+        Opts::new("ingestd_batches_stuck", "Batches some sinks hold and others cannot be given."),
+        &["source"],
+    )?;
+    registry.register(Box::new(batches_stuck.clone()))?;
     let build_info = IntGaugeVec::new(Opts::new("ingestd_build_info", "Build information; always 1."), &["version"])?;
     registry.register(Box::new(build_info.clone()))?;
     build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
@@ -84,6 +91,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let uploads = counter("ingestd_uploads_total", "Pushed uploads by HTTP status code.", &["source", "code"])?;
     Ok(Metrics {
         registry, files, rows, bytes, bad_rows, errors, batch_seconds, commit_seconds, reloads, kafka_messages, last_commit, pending, oldest_pending_seconds,
+        batches_stuck,
         druid_tasks, downloads, uploads,
     })
 }
@@ -96,19 +104,6 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| match build() {
 });
 
 impl Metrics {
-    /// Counts a committed batch.
-    pub fn batch_committed(&self, source: &str, report: &crate::pipeline::BatchReport, seconds: f64) {
-        self.files.with_label_values(&[source, "committed"]).inc_by(report.files as u64);
-        self.bytes.with_label_values(&[source]).inc_by(report.bytes);
-        self.bad_rows.with_label_values(&[source]).inc_by(report.bad_rows);
-        self.batch_seconds.with_label_values(&[source]).observe(seconds);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        for (sink, _) in &report.commits {
-            self.rows.with_label_values(&[source, sink]).inc_by(report.rows);
-            self.last_commit.with_label_values(&[source, sink]).set(now);
-        }
-    }
-
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

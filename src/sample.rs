@@ -20,9 +20,9 @@
 //! the JSON is written by hand for speed.
 
 use std::fmt::Write as _;
+use crate::rng::{mix64, Rng};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -86,54 +86,21 @@ const MAX_FILES: usize = COUNTIES.len() * 12 * 1000;
 pub fn write_attom_files(dir: &Path, spec: &AttomSpec) -> io::Result<AttomTotals> {
     check_spec(spec)?;
     std::fs::create_dir_all(dir)?;
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(spec.files)
-        .max(1);
-    let next = &AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(move || -> io::Result<AttomTotals> {
-                    let mut t = AttomTotals::default();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= spec.files {
-                            return Ok(t);
-                        }
-                        let (name, bytes, ft) = attom_file(spec, i);
-                        let tmp = dir.join(format!(".{name}.partial"));
-                        let res = std::fs::write(&tmp, &bytes)
-                            .and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
-                        if let Err(e) = res {
-                            // Stop the other workers early: the caller gets an error anyway.
-                            next.store(spec.files, Ordering::Relaxed);
-                            let _ = std::fs::remove_file(&tmp);
-                            return Err(e);
-                        }
-                        t.merge(&ft);
-                    }
-                })
-            })
-            .collect();
-        let mut total = AttomTotals::default();
-        let mut first_err = None;
-        for h in handles {
-            match h.join() {
-                Ok(Ok(t)) => total.merge(&t),
-                Ok(Err(e)) => {
-                    first_err.get_or_insert(e);
-                }
-                Err(_) => {
-                    first_err.get_or_insert(io::Error::other("sample generator thread panicked"));
-                }
-            }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let written = crate::pool::map_indexed(spec.files, threads, |i| -> io::Result<AttomTotals> {
+        let (name, bytes, totals) = attom_file(spec, i);
+        let tmp = dir.join(format!(".{name}.partial"));
+        let result = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, dir.join(&name)));
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(total),
-        }
-    })
+        result.map(|()| totals)
+    });
+    let mut total = AttomTotals::default();
+    for file in written {
+        total.merge(&file.unwrap_or_else(|| Err(io::Error::other("sample generator thread panicked")))?);
+    }
+    Ok(total)
 }
 
 /// Layouts of [`write_one_big_file`].
@@ -763,38 +730,6 @@ fn push_fixed(out: &mut String, v: i64, digits: u32) {
     let sign = if v < 0 { "-" } else { "" };
     let a = v.unsigned_abs();
     let _ = write!(out, "{sign}{}.{:0w$}", a / p, a % p, w = digits as usize);
-}
-
-/// splitmix64: tiny, fast, and good enough for sample data; one independent stream per file.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64, stream: u64) -> Self {
-        // Mixing both inputs (rather than offsetting the state) keeps file streams from being
-        // shifted copies of each other.
-        Rng(mix64(seed ^ mix64(stream ^ 0x5EED_F11E_0000_0001)))
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.0)
-    }
-    /// Uniform in `0..n` (n > 0), by multiply-shift.
-    fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
-
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 // Civil-date arithmetic (Howard Hinnant's algorithms), to stay off a date library in the hot loop.

@@ -40,7 +40,19 @@ pub struct SourceStatus {
     pub quarantined: u64,
     /// Why the last batch failed, until one succeeds.
     pub last_error: Option<String>,
+    /// Batches that some sinks hold and others cannot be given (see the runbook): each keeps
+    /// the daemon not ready until it is completed or settled by a person.
+    pub stuck_batches: Vec<StuckBatch>,
     pub sinks: BTreeMap<String, SinkStatus>,
+}
+
+/// A batch left in flight because it cannot be completed for every sink.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StuckBatch {
+    pub batch: i64,
+    /// The sinks that lack it.
+    pub missing_sinks: Vec<String>,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -106,6 +118,14 @@ impl Board {
             if !source.watched {
                 reasons.push(format!("source {name}: start-up scan not done"));
             }
+            for stuck in &source.stuck_batches {
+                reasons.push(format!(
+                    "source {name}: batch {} is stuck, missing from {}: {}",
+                    stuck.batch,
+                    stuck.missing_sinks.join(", "),
+                    stuck.reason
+                ));
+            }
             for (sink, status) in &source.sinks {
                 if !status.reachable {
                     let why = status.last_error.as_deref().unwrap_or("not reached yet");
@@ -150,5 +170,8 @@ mod tests {
             s.last_error = Some("disk full".into());
         });
         assert!(board.not_ready().unwrap().contains("sink lake: disk full"));
+        board.sink("a", "lake", |s| s.reachable = true);
+        board.source("a", |s| s.stuck_batches = vec![StuckBatch { batch: 7, missing_sinks: vec!["bus".into()], reason: "gone".into() }]);
+        assert_eq!(board.not_ready().unwrap(), "source a: batch 7 is stuck, missing from bus: gone");
     }
 }

@@ -1,4 +1,5 @@
 //! The ATTOM job end to end: real binary, generated messy files, Delta table read back.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::*;

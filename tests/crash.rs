@@ -1,18 +1,11 @@
 //! kill -9 at random instants while `ingestd run` ingests, restart each time: every row lands
 //! exactly once (checked per record id, not just by count), and the ledger agrees.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::*;
 use ingestd::sample::{write_attom_files, AttomSpec};
 use std::time::Duration;
-
-/// A small deterministic generator for kill delays (no rand dependency for one test).
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
 
 #[test]
 fn kill_9_during_ingestion_then_restart_keeps_every_row_exactly_once() {
@@ -27,7 +20,7 @@ fn kill_9_during_ingestion_then_restart_keeps_every_row_exactly_once() {
     let mut staged: Vec<_> = std::fs::read_dir(ws.path("staging")).unwrap().map(|e| e.unwrap().path()).collect();
     staged.sort();
     let log = std::fs::File::create(ws.path("run.log")).unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = ingestd::rng::Rng::seeded(0x9e37_79b9_7f4a_7c15);
     let mut kills = 0;
     for round in staged.chunks(files_per_round) {
         // New files arrive (renamed in, as a downloader would), and the daemon is killed mid-work.
@@ -35,7 +28,7 @@ fn kill_9_during_ingestion_then_restart_keeps_every_row_exactly_once() {
             std::fs::rename(path, ws.path("drop").join(path.file_name().unwrap())).unwrap();
         }
         let mut child = run_command(&ws, log.try_clone().unwrap()).spawn().expect("start ingestd run");
-        std::thread::sleep(Duration::from_millis(40 + next(&mut state) % 400));
+        std::thread::sleep(Duration::from_millis(40 + rng.below(400)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;

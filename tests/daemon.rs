@@ -1,5 +1,6 @@
 //! `ingestd run` as a daemon: files renamed or copied into the watched folder while it runs are
 //! committed, and SIGTERM stops it cleanly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::*;

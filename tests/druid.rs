@@ -2,6 +2,7 @@
 //! (`tests/common/druid_mock.rs`), not against a live Druid: spec shapes, duplicate task ids
 //! after a crash, FAILED tasks retried under the next attempt id, an Overlord that is down,
 //! clear 4xx errors, and secrets kept out of `Debug` output and serialisation.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 

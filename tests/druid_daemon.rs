@@ -2,6 +2,7 @@
 //! `kind = "druid"` sink loading each Delta commit's files, a FAILED task retried, a crash
 //! between the task and the ledger, `ingestd check` and `ingestd druid supervisor-spec`, and
 //! the Kafka sink's supervisor submitted in the background.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Failures around the core path: several writers on one table, two daemons on one folder, a
 //! damaged ledger, a full disk, storms of files, churn during scans, files rewritten in place.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! Layouts and encodings end to end: API envelope, CSV dialects, gzip and zstd, NDJSON, the
 //! Parquet sink, and the built-in default with no config at all.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::*;

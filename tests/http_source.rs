@@ -1,5 +1,6 @@
 //! The `http` source against real servers: `python3 -m http.server` over a folder of ATTOM
 //! files (the team's set-up), polled by the real binary, rows read back from the Delta table.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 #[path = "common/http_server.rs"]

@@ -2,6 +2,7 @@
 //! by `scripts/test.sh`; no transactions, so the reconciling mode) and librdkafka's mock cluster
 //! (transactions, so the transactional mode). The topic is read back by kafka-python with
 //! `read_committed` and must hold every row of the lake exactly once, with the same values.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 #![cfg(feature = "fault-injection")]
 
 mod common;
@@ -196,10 +197,10 @@ fn kill_again_and_again(t: &mut Torture, points: &[&str], kills: usize) {
         t.arrive(2);
         t.run_once(Ending::Fault(format!("{point}:1")));
     }
-    let mut rng = Rng(0x5851_f42d_4c95_7f2d);
+    let mut rng = Rng::seeded(0x5851_f42d_4c95_7f2d);
     while t.kills < kills {
         t.arrive(1);
-        t.run_once(Ending::KillAfter(Duration::from_millis(300 + rng.next() % 1500)));
+        t.run_once(Ending::KillAfter(Duration::from_millis(300 + rng.next_u64() % 1500)));
     }
     let rest = t.staged.len();
     t.arrive(rest);

@@ -1,5 +1,6 @@
 //! Table upkeep over many small commits: compaction, checkpoints and vacuum leave every row
 //! exactly once while the table ends up with few files.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::*;

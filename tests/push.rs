@@ -2,6 +2,7 @@
 //! source's folder and reach the Delta table once; duplicates, bad tokens, unknown sources,
 //! oversize bodies, path-traversal names and cut-off uploads land nothing; tokens rotate
 //! without a restart and never reach the log.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::*;

@@ -2,6 +2,7 @@
 //! `scripts/test.sh`), which honours conditional writes (`If-None-Match: *`), the primitive
 //! Delta commits on S3 rely on. Tables in a bucket are read back by the deltalake crate;
 //! objects for the S3 source are uploaded with boto3, a standard client.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::s3::*;

@@ -2,6 +2,7 @@
 //! (moto's, installed by `scripts/test.sh`): every row lands once, a restart adds nothing, and
 //! a crash before or after the manifest (the commit) leaves, after the next start, every row
 //! exactly once, no staged objects and no data object no manifest names.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::s3::*;

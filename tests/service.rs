@@ -4,6 +4,7 @@
 //!
 //! Prometheus, promtool and systemd-analyze come from Debian's packages `prometheus` and
 //! `systemd`, which `scripts/test.sh` installs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
 mod common;
 use common::*;
@@ -168,6 +169,7 @@ fn prometheus_scrapes_the_rows_committed_and_promtool_accepts_metrics_and_rules(
         "ingestd_batch_duration_seconds_bucket",
         "ingestd_pending_files{source=\"attom\"} 0",
         "ingestd_oldest_pending_file_age_seconds",
+        "ingestd_batches_stuck{source=\"attom\"} 0",
         "ingestd_last_commit_timestamp_seconds{sink=\"lake\",source=\"attom\"}",
         "ingestd_build_info{version=",
         "process_cpu_seconds_total",
@@ -180,7 +182,10 @@ fn prometheus_scrapes_the_rows_committed_and_promtool_accepts_metrics_and_rules(
     assert!(ok && output.trim().is_empty(), "promtool check metrics: {output}");
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus/ingestd.rules.yml");
     let (ok, output) = promtool(&["check", "rules", &rules.to_string_lossy()], "");
-    assert!(ok && output.contains("SUCCESS: 6 rules found"), "promtool check rules: {output}");
+    assert!(ok && output.contains("SUCCESS: 7 rules found"), "promtool check rules: {output}");
+    let rule_tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus/ingestd.rules.test.yml");
+    let (ok, output) = promtool(&["test", "rules", &rule_tests.to_string_lossy()], "");
+    assert!(ok && output.contains("SUCCESS"), "promtool test rules: {output}");
 
     // A real Prometheus scrapes the daemon; its query API must give back the rows committed.
     let prometheus_port = free_port();
@@ -209,6 +214,39 @@ fn prometheus_scrapes_the_rows_committed_and_promtool_accepts_metrics_and_rules(
     let _ = prometheus.wait();
     terminate(daemon);
     assert_eq!(answer, totals.rows.to_string(), "Prometheus log:\n{}", std::fs::read_to_string(ws.path("prometheus.log")).unwrap_or_default());
+}
+
+/// A crash between the commits of two sinks, then the batch's file deleted: the batch cannot be
+/// completed, and says so on every channel an operator watches.
+#[test]
+fn a_stuck_batch_shows_on_readyz_status_and_metrics() {
+    let port = free_port();
+    let config = config_on(port, "").replace("sinks = [\"lake\"]", "sinks = [\"lake\", \"files\"]") + "[sinks.files]\nkind = \"parquet\"\npath = \"files\"\n";
+    let ws = Workspace::with_config(&config);
+    drop_attom(&ws, "drop", &AttomSpec { files: 1, rows: 50, seed: 5 }, 0);
+    let crashed = Command::new(BIN)
+        .args(["once"])
+        .current_dir(ws.path(""))
+        .env("INGESTD_FAULT", "after_sink_commit")
+        .output()
+        .expect("run ingestd once");
+    assert!(!crashed.status.success(), "the fault point aborts after the lake's commit");
+    assert_eq!(delta_rows(&ws.path("lake/attom")), 50, "the lake holds the batch");
+    for file in std::fs::read_dir(ws.path("drop")).expect("drop folder") {
+        std::fs::remove_file(file.expect("entry").path()).expect("delete the batch's file");
+    }
+    let daemon = start(&ws, &[]);
+    let (_, body) = eventually("/readyz to name the stuck batch", &ws, || Some(http(port, "/readyz")).filter(|(_, b)| b.contains("stuck")));
+    assert!(body.contains("source attom: batch 1 is stuck, missing from files: some of its files are gone or changed"), "{body}");
+    assert_eq!(http(port, "/readyz").0, 503);
+    let stuck = &status(port)["sources"]["attom"]["stuck_batches"];
+    assert_eq!(stuck[0]["batch"], 1, "{stuck}");
+    assert_eq!(stuck[0]["missing_sinks"], serde_json::json!(["files"]));
+    assert_eq!(metric(port, "ingestd_batches_stuck{source=\"attom\"}"), Some(1.0));
+    assert!(metric(port, "ingestd_errors_total{kind=\"stuck\",source=\"attom\"}").is_some_and(|n| n >= 1.0));
+    terminate(daemon);
+    let dataset = ws.path("files");
+    assert!(!dataset.exists() || row_count(&read_parquet_dir(&dataset)) == 0, "nothing was made up for the sink that lacks it");
 }
 
 #[test]

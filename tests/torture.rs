@@ -4,6 +4,7 @@
 //! fingerprints computed from the input JSON, and the ledger must agree with the table.
 //!
 //! Needs the `fault-injection` feature. `TORTURE_KILLS` sets the number of kills (default 200).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 #![cfg(feature = "fault-injection")]
 
 mod common;
@@ -25,14 +26,14 @@ fn parquet_every_row_exactly_once_through_kills_and_faults() {
     let mut t = Torture::new(sink, 60, 60_000);
     // The Parquet sink gets a quarter of the kills: it shares every path but the sink with Delta.
     let kills = kills_wanted() / 4;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::seeded(0x9e37_79b9_7f4a_7c15);
     for point in &points {
         t.arrive(2);
         t.run_once(Ending::Fault(format!("{point}:1")));
     }
     while t.kills < kills.max(points.len()) {
         t.arrive(1);
-        t.run_once(Ending::KillAfter(Duration::from_millis(rng.next() % 300)));
+        t.run_once(Ending::KillAfter(Duration::from_millis(rng.next_u64() % 300)));
     }
     let rest = t.staged.len();
     t.arrive(rest);

@@ -35,12 +35,12 @@ fn supervisor_spec(config: &Config, sink: &str) -> Result<serde_json::Value> {
         .iter()
         .find(|(_, source)| source.sinks.iter().any(|s| s == sink))
         .with_context(|| format!("no source writes to sink {sink:?}"))?;
-    let mapping = crate::runtime::configured_mapping(config, name, source)
+    let mapping = crate::source::configured_mapping(config, name, source)
         .map_err(|e| anyhow::anyhow!("source {name:?}: {e}"))?
         .with_context(|| {
             format!(
                 "source {name:?} lists no columns and none were inferred yet ({} is missing): run `ingestd once` on a file first, or list them under [sources.{name}.columns]",
-                crate::runtime::inferred_path(config, name).display()
+                crate::source::inferred_path(config, name).display()
             )
         })?;
     Ok(crate::druid::supervisor_spec(&mapping.schema(), druid, &kafka.topic, &kafka.brokers, &kafka.properties)?)

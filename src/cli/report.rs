@@ -14,7 +14,7 @@ pub(super) async fn once(config: Config, json: bool) -> Result<i32> {
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
         bar
     });
-    let mut on_batch = |t: &crate::runtime::Totals| {
+    let mut on_batch = |t: &crate::source::Totals| {
         if let Some(bar) = &bar {
             bar.set_message(format!("{} files, {} rows committed", t.files, t.rows));
         }

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Name of the metadata column holding the source file's name.
+pub const SOURCE_FILE_COLUMN: &str = "_source_file";
+/// Name of the metadata column holding the time the batch was committed (UTC, microseconds).
+pub const INGESTED_AT_COLUMN: &str = "_ingested_at";
+
 /// One output column: where its value comes from and what type it has.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

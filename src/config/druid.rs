@@ -3,11 +3,12 @@
 //! Both share [`DruidSchemaConfig`]: how rows become a Druid datasource. Defaults are in
 //! [`super::defaults`] (`druid_*`).
 
+mod granularity;
 mod wiring;
 
 use super::defaults;
 use super::units::HumanDuration;
-pub use crate::druid::granularity::Granularity;
+pub use granularity::Granularity;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@ mod sink;
 mod source;
 pub mod units;
 
-pub use columns::{ColumnConfig, ColumnType};
+pub use columns::{ColumnConfig, ColumnType, INGESTED_AT_COLUMN, SOURCE_FILE_COLUMN};
 pub use druid::{
     DruidBatchConfig, DruidBatchInput, DruidBatchMethod, DruidMetric, DruidMetricKind, DruidSchemaConfig,
     DruidSupervisorConfig, Granularity,

@@ -7,7 +7,7 @@
 //! loading the rows twice. Verified against Druid's documented API (a mock Overlord in
 //! `tests/`), not a live Druid; see `docs/druid.md`.
 
-pub mod granularity;
+
 pub mod overlord;
 pub mod spec;
 pub mod sql;

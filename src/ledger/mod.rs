@@ -9,11 +9,13 @@
 //! one file holds everything, and an operator can answer "did file X make it in?" with the
 //! `sqlite3` shell.
 
+mod actor;
 mod schema;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
+pub use actor::LedgerHandle;
 pub use schema::LEDGER_FILE;
 
 /// Where a file stands.
@@ -107,6 +109,8 @@ pub enum LedgerError {
     Folder { path: PathBuf, source: std::io::Error },
     #[error("ledger {path} belongs to instance {recorded:?} but the config says {configured:?}; set `instance = {recorded:?}` (a new instance needs a new state_dir)")]
     InstanceChanged { path: PathBuf, recorded: String, configured: String },
+    #[error("the ledger thread has stopped")]
+    Stopped,
 }
 
 pub type Result<T> = std::result::Result<T, LedgerError>;

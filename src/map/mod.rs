@@ -12,10 +12,7 @@ use arrow::record_batch::RecordBatch;
 use indexmap::IndexMap;
 use std::sync::Arc;
 
-/// Name of the metadata column holding the source file's name.
-pub const SOURCE_FILE_COLUMN: &str = "_source_file";
-/// Name of the metadata column holding the time the batch was committed (UTC, microseconds).
-pub const INGESTED_AT_COLUMN: &str = "_ingested_at";
+pub use crate::config::{INGESTED_AT_COLUMN, SOURCE_FILE_COLUMN};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {

@@ -14,8 +14,8 @@
 use crate::config::Config;
 use crate::discover::FileFilter;
 use crate::discover::landing::{check_name, Landing, PartialError};
-use crate::metrics::METRICS;
-use crate::runtime::SharedLedger;
+use crate::events::{self, UploadAnswered};
+use crate::ledger::LedgerHandle;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -65,7 +65,7 @@ pub struct PushState {
 
 struct Inner {
     targets: RwLock<HashMap<String, Arc<Target>>>,
-    ledger: SharedLedger,
+    ledger: LedgerHandle,
     accepted: Mutex<Accepted>,
     slots: tokio::sync::Semaphore,
 }
@@ -96,7 +96,7 @@ struct AcceptedFile {
 
 impl PushState {
     /// The push targets of `config` (sources with a `push` section) over the daemon's ledger.
-    pub fn new(config: &Config, ledger: SharedLedger) -> PushState {
+    pub fn new(config: &Config, ledger: LedgerHandle) -> PushState {
         let state = PushState {
             inner: Arc::new(Inner {
                 targets: RwLock::new(HashMap::new()),
@@ -154,13 +154,7 @@ impl PushState {
     async fn holder_of(&self, source: &str, target: &Target, hash: &str) -> Result<Option<String>, String> {
         let ledger = self.inner.ledger.clone();
         let (source_owned, hash_owned) = (source.to_string(), hash.to_string());
-        // The ledger is a blocking SQLite connection behind a mutex a batch may hold a while.
-        let known = tokio::task::spawn_blocking(move || {
-            let ledger = ledger.lock().map_err(|_| "ledger lock poisoned".to_string())?;
-            ledger.holder_of(&source_owned, &hash_owned).map_err(|e| e.to_string())
-        })
-        .await
-        .map_err(|e| format!("ledger lookup task: {e}"))??;
+        let known = ledger.call(move |ledger| ledger.holder_of(&source_owned, &hash_owned)).await.map_err(|e| e.to_string())?;
         let key = (source.to_string(), hash.to_string());
         let mut accepted = self.accepted();
         if let Some((name, _committed)) = known {
@@ -211,12 +205,12 @@ impl PushState {
             accepted.files.iter().filter(|(_, a)| !a.landing).map(|(k, _)| k.clone()).collect()
         };
         let ledger = self.inner.ledger.clone();
-        let known = tokio::task::spawn_blocking(move || {
-            let Ok(ledger) = ledger.lock() else { return Vec::new() };
-            candidates.into_iter().filter(|(source, hash)| matches!(ledger.holder_of(source, hash), Ok(Some(_)))).collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+        let known = ledger
+            .call(move |ledger| {
+                Ok(candidates.into_iter().filter(|(source, hash)| matches!(ledger.holder_of(source, hash), Ok(Some(_)))).collect::<Vec<_>>())
+            })
+            .await
+            .unwrap_or_default();
         let targets = self.inner.targets.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut accepted = self.accepted();
         for key in known {
@@ -336,7 +330,7 @@ async fn upload(State(state): State<PushState>, path: Result<Path<(String, Strin
         Err(e) => {
             let e = UploadError::BadPath(e.body_text());
             info!(code = 400, reason = %e, "upload refused");
-            METRICS.uploads.with_label_values(&["", "400"]).inc();
+            events::emit(UploadAnswered { source: "", code: "400" });
             body.drain().await;
             return e.into_response();
         }
@@ -367,7 +361,7 @@ async fn upload(State(state): State<PushState>, path: Result<Path<(String, Strin
             (status, e.into_response())
         }
     };
-    METRICS.uploads.with_label_values(&[label, status.as_str()]).inc();
+    events::emit(UploadAnswered { source: label, code: status.as_str() });
     state.prune().await;
     response
 }

@@ -31,7 +31,7 @@ async fn content_is_held_by_the_ledger_or_by_an_upload_still_in_the_folder() {
     std::fs::write(dir.path().join("tokens"), "t\n").unwrap();
     let text = "[sources.a]\npath = \"drop\"\nsinks = [\"lake\"]\n[sources.a.push]\ntokens_file = \"tokens\"\n[sinks.lake]\nkind = \"delta\"\nuri = \"lake\"\n";
     let config = Config::from_toml(text, dir.path()).unwrap();
-    let ledger = Arc::new(Mutex::new(crate::ledger::Ledger::open(&dir.path().join("state")).unwrap()));
+    let ledger = crate::ledger::LedgerHandle::spawn(crate::ledger::Ledger::open(&dir.path().join("state")).unwrap()).unwrap();
     let state = PushState::new(&config, ledger.clone());
     assert_eq!(state.sources(), ["a"]);
     let target = state.target("a").unwrap();
@@ -58,7 +58,7 @@ async fn content_is_held_by_the_ledger_or_by_an_upload_still_in_the_folder() {
     // What the ledger holds (here in flight), whatever this process did.
     let file = crate::ledger::FileEntry { name: "c".into(), size: Some(1), mtime_ns: Some(0), hash: "h4".into(), rows: None };
     let batch = crate::ledger::BatchEntry { source: "a".into(), seq: 1, files: vec![file], ingested_at_us: None };
-    ledger.lock().unwrap().begin_batch(&batch).unwrap();
+    ledger.call(move |l| l.begin_batch(&batch)).await.unwrap();
     assert_eq!(state.holder_of("a", &target, "h4").await, Ok(Some("c".to_string())));
 
     // A reload that drops the push section takes the source off the endpoint.

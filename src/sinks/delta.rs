@@ -5,7 +5,7 @@
 mod commits;
 mod maintenance;
 
-use super::{BatchManifest, Sink, SinkError, SinkWriter, Upkeep};
+use super::{BatchManifest, Sink, SinkError, SinkErrorKind, SinkWriter, Upkeep};
 use crate::config::DeltaSinkConfig;
 use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -51,7 +51,7 @@ impl DeltaSink {
         }
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+    fn err(&self, e: impl Into<crate::sinks::Cause>) -> SinkError {
         SinkError::storage(&self.name, e)
     }
 
@@ -286,7 +286,7 @@ impl DeltaSink {
         let have: Vec<(String, ArrowType)> = have.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
         let want: Vec<(String, ArrowType)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
         if have != want {
-            return Err(SinkError::SchemaMismatch { sink: self.name.clone(), detail: format!("table has {have:?}, mapping gives {want:?}") });
+            return Err(SinkError::schema_mismatch(&self.name, &format!("table has {have:?}, mapping gives {want:?}")));
         }
         let version = table.version().map_or(0, |v| v as i64);
         self.sync_log(table, maintenance::last_checkpoint(table).await.unwrap_or(0), version).await
@@ -314,8 +314,11 @@ struct DeltaBatchWriter {
 }
 
 impl DeltaBatchWriter {
+    /// A commit refused because another writer got there first is a conflict; anything else
+    /// is the storage failing.
     fn err(&self, e: DeltaTableError) -> SinkError {
-        SinkError::storage(&self.sink, e)
+        let kind = if refused_before_writing(&e) { SinkErrorKind::Conflict } else { SinkErrorKind::Retryable };
+        SinkError::new(&self.sink, kind, e)
     }
 }
 

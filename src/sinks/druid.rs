@@ -19,8 +19,7 @@
 use super::{BatchManifest, Sink, SinkError, SinkWriter};
 use crate::config::{Config, DruidBatchConfig, DruidBatchInput, KafkaSinkConfig, SinkConfig};
 use crate::druid::{self, LakeCommit, Overlord, OverlordError, TaskPolicy};
-use crate::metrics::METRICS;
-use crate::status::STATUS;
+use crate::events::{self, DruidTasks, SupervisorSubmission};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -76,12 +75,12 @@ impl DruidSink {
 }
 
 impl Shared {
-    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+    fn err(&self, e: impl Into<crate::sinks::Cause>) -> SinkError {
         SinkError::storage(&self.name, e)
     }
 
-    fn count(&self, outcome: &str, n: u64) {
-        METRICS.druid_tasks.with_label_values(&[&self.source, &self.name, outcome]).inc_by(n);
+    fn count(&self, outcome: &'static str, n: u64) {
+        events::emit(DruidTasks { source: &self.source, sink: &self.name, outcome, count: n });
     }
 }
 
@@ -200,20 +199,15 @@ pub fn submit_supervisor_in_background(source: &str, sink: &str, kafka: &KafkaSi
             let _ = previous.await;
         }
         loop {
-            match overlord.submit_supervisor(&spec).await {
-                Ok(id) => {
-                    tracing::info!(%source, %sink, supervisor = %id, overlord = %overlord.url(), "druid supervisor spec submitted");
-                    STATUS.sink(&source, &sink, |s| {
-                        if s.last_error.as_deref().is_some_and(|e| e.starts_with(SUPERVISOR_ERROR)) {
-                            s.last_error = None;
-                        }
-                    });
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(%source, %sink, error = %e, retry_in = ?wait, "cannot submit the Druid supervisor spec");
-                    STATUS.sink(&source, &sink, |s| s.last_error = Some(format!("{SUPERVISOR_ERROR}{e}")));
-                }
+            let submitted = overlord.submit_supervisor(&spec).await;
+            let outcome = match &submitted {
+                Ok(id) => Ok(id.as_str()),
+                Err(e) => Err((e as &dyn std::fmt::Display, wait)),
+            };
+            let url = overlord.url().to_string();
+            events::emit(SupervisorSubmission { source: &source, sink: &sink, prefix: SUPERVISOR_ERROR, overlord: &url, outcome });
+            if submitted.is_ok() {
+                return;
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(MAX_SUPERVISOR_BACKOFF);

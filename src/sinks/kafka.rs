@@ -11,9 +11,9 @@ mod encode;
 mod publish;
 
 
-use super::{BatchManifest, Sink, SinkError, SinkWriter};
+use super::{BatchManifest, Sink, SinkError, SinkErrorKind, SinkWriter};
 use crate::config::{KafkaExactlyOnce, KafkaSinkConfig};
-use crate::metrics::METRICS;
+use crate::events::{self, KafkaMessages};
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -53,7 +53,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+    fn err(&self, e: impl Into<crate::sinks::Cause>) -> SinkError {
         SinkError::storage(&self.name, e)
     }
 
@@ -65,10 +65,11 @@ impl Shared {
         let shared = self.clone();
         tokio::task::spawn_blocking(move || {
             if let Some(why) = shared.fenced.lock().ok().and_then(|f| f.clone()) {
-                return Err(shared.err(format!(
+                let why = format!(
                     "fenced: another producer took transactional id {} ({why}); this instance no longer publishes; restart it once only one instance uses the id",
                     shared.transactional_id
-                )));
+                );
+                return Err(SinkError::new(&shared.name, SinkErrorKind::Fatal, why));
             }
             let mut slot = shared.session.lock().map_err(|_| shared.err("session lock poisoned"))?;
             if slot.is_none() {
@@ -156,9 +157,8 @@ impl Sink for KafkaSink {
             .key
             .iter()
             .map(|column| {
-                schema.index_of(column).map_err(|_| SinkError::SchemaMismatch {
-                    sink: shared.name.clone(),
-                    detail: format!("key column {column:?} is not a column of source {}", shared.source),
+                schema.index_of(column).map_err(|_| {
+                    SinkError::schema_mismatch(&shared.name, &format!("key column {column:?} is not a column of source {}", shared.source))
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -256,7 +256,7 @@ impl SinkWriter for KafkaWriter {
                 let result = publish::publish(session, &batch, rows);
                 if result.is_err() {
                     let failed = session.producer.context().unacknowledged();
-                    METRICS.kafka_messages.with_label_values(&[&shared.source, &shared.name, "failed"]).inc_by(failed);
+                    events::emit(KafkaMessages { source: &shared.source, sink: &shared.name, outcome: "failed", count: failed });
                 }
                 result.map(|sent| (sent, session.mode))
             })
@@ -265,7 +265,7 @@ impl SinkWriter for KafkaWriter {
         if let Ok(mut unfinished) = shared.unfinished.lock() {
             *unfinished = None;
         }
-        METRICS.kafka_messages.with_label_values(&[&shared.source, &shared.name, "sent"]).inc_by(sent);
+        events::emit(KafkaMessages { source: &shared.source, sink: &shared.name, outcome: "sent", count: sent });
         Ok(format!("kafka topic {} batch {} ({sent} messages, {mode:?})", shared.config.topic, manifest.seq))
     }
 }

@@ -48,24 +48,74 @@ impl BatchManifest {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SinkError {
-    #[error("sink {sink}: {message}")]
-    Storage { sink: String, message: String },
-    #[error("sink {sink}: the existing table's schema does not match the mapping: {detail}")]
-    SchemaMismatch { sink: String, detail: String },
+/// What a failed sink call means for the batch: decisions rest on this, never on the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkErrorKind {
+    /// The storage or broker failed or could not be reached: the same batch may succeed later.
+    Retryable,
+    /// Another writer got there first (a commit conflict that outlived the sink's own retries,
+    /// or a fenced producer): retry soon, after reading what the other writer did.
+    Conflict,
+    /// Retrying cannot help until a person acts (the table's schema differs from the mapping,
+    /// a setting the storage refuses).
+    Fatal,
 }
+
+impl SinkErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkErrorKind::Retryable => "retryable",
+            SinkErrorKind::Conflict => "conflict",
+            SinkErrorKind::Fatal => "fatal",
+        }
+    }
+}
+
+/// A sink call that failed: which sink, what kind of failure, what happened, and the error
+/// underneath when there is one.
+#[derive(Debug, thiserror::Error)]
+#[error("sink {sink}: {message}")]
+pub struct SinkError {
+    pub sink: String,
+    pub kind: SinkErrorKind,
+    /// What failed, with the underlying error's text.
+    pub message: String,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// An underlying error or a message.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 impl SinkError {
     /// The name of the sink that failed.
     pub fn sink(&self) -> &str {
-        match self {
-            SinkError::Storage { sink, .. } | SinkError::SchemaMismatch { sink, .. } => sink,
-        }
+        &self.sink
     }
 
-    pub(crate) fn storage(sink: &str, e: impl std::fmt::Display) -> SinkError {
-        SinkError::Storage { sink: sink.to_string(), message: e.to_string() }
+    /// The error underneath, for callers that need more than the message (it is already in it).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+
+    pub(crate) fn new(sink: &str, kind: SinkErrorKind, cause: impl Into<Cause>) -> SinkError {
+        let cause = cause.into();
+        SinkError { sink: sink.to_string(), kind, message: cause.to_string(), cause: Some(cause) }
+    }
+
+    /// A failure of the storage or the network: retried.
+    pub(crate) fn storage(sink: &str, cause: impl Into<Cause>) -> SinkError {
+        SinkError::new(sink, SinkErrorKind::Retryable, cause)
+    }
+
+    /// The table exists with columns the mapping does not give.
+    pub(crate) fn schema_mismatch(sink: &str, detail: &str) -> SinkError {
+        SinkError {
+            sink: sink.to_string(),
+            kind: SinkErrorKind::Fatal,
+            message: format!("the existing table's schema does not match the mapping: {detail}"),
+            cause: None,
+        }
     }
 }
 

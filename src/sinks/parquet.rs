@@ -57,7 +57,7 @@ impl ParquetSink {
         match &self.s3 {
             None => Ok(None),
             Some(Ok(dataset)) => Ok(Some(dataset)),
-            Some(Err(e)) => Err(self.err(e)),
+            Some(Err(e)) => Err(self.err(e.clone())),
         }
     }
 
@@ -69,7 +69,7 @@ impl ParquetSink {
         self.root().join(MANIFEST_DIR).join(&self.file_id)
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+    fn err(&self, e: impl Into<crate::sinks::Cause>) -> SinkError {
         SinkError::storage(&self.name, e)
     }
 
@@ -269,7 +269,7 @@ struct ParquetBatchWriter {
 }
 
 impl ParquetBatchWriter {
-    fn err(&self, e: impl std::fmt::Display) -> SinkError {
+    fn err(&self, e: impl Into<crate::sinks::Cause>) -> SinkError {
         SinkError::storage(&self.sink, e)
     }
 

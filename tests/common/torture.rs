@@ -11,16 +11,7 @@ pub fn torture_config() -> String {
     attom_config("min_age = \"0s\"\nafter_commit = \"delete\"\n[sources.attom.batch]\nmax_files = 3\nmax_delay = \"10ms\"")
 }
 
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+pub use ingestd::rng::Rng;
 
 /// How one daemon run ends.
 pub enum Ending {
@@ -133,7 +124,7 @@ pub fn kills_wanted() -> usize {
 
 pub fn torture(mut t: Torture, points: &[&str]) -> Torture {
     let kills = kills_wanted();
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rng = Rng::seeded(0x2545_f491_4f6c_dd1d);
     // Every fault point, at its first, second and third hit.
     for point in points {
         for nth in 1..=3 {
@@ -144,11 +135,11 @@ pub fn torture(mut t: Torture, points: &[&str]) -> Torture {
     // Then SIGKILL at random instants (a tenth of the runs with random fault aborts), files arriving throughout.
     let per_round = (t.staged.len() / kills.saturating_sub(t.kills).max(1)).max(1);
     while t.kills < kills {
-        t.arrive(per_round + (rng.next() % 2) as usize);
-        let ending = if rng.next().is_multiple_of(10) {
-            Ending::RandomFaults(rng.next())
+        t.arrive(per_round + (rng.next_u64() % 2) as usize);
+        let ending = if rng.next_u64().is_multiple_of(10) {
+            Ending::RandomFaults(rng.next_u64())
         } else {
-            Ending::KillAfter(Duration::from_millis(rng.next() % 300))
+            Ending::KillAfter(Duration::from_millis(rng.next_u64() % 300))
         };
         t.run_once(ending);
     }

@@ -77,7 +77,7 @@ pub(crate) fn wiring_problems(config: &crate::config::Config) -> Vec<String> {
             if source.columns.is_empty() {
                 continue; // inferred columns are checked when the sink starts
             }
-            let metadata = [crate::map::SOURCE_FILE_COLUMN, crate::map::INGESTED_AT_COLUMN];
+            let metadata = [crate::config::SOURCE_FILE_COLUMN, crate::config::INGESTED_AT_COLUMN];
             for (field, column) in schema.columns() {
                 let known = source.columns.contains_key(column) || (source.metadata_columns && metadata.contains(&column));
                 if !known {

@@ -5,14 +5,22 @@
 //! most a window of files ahead of the forwarder, so memory is bounded by the window, not by
 //! the batch.
 
-use super::{Decoded, Dropped};
+use super::disposition::Dropped;
 use crate::admit::AdmittedFile;
 use crate::decode::{self, DecodeError, DecodePlan, Position};
 use crate::map::{MapError, Mapping};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Condvar, Mutex};
+use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
+
+/// What the decoding threads report, in file order.
+pub(super) enum Decoded {
+    Rows(RecordBatch),
+    FileDone { rows: u64, bad_rows: u64 },
+    FileDropped(Dropped),
+}
 
 /// Mapped record batches a file may hold ready before the forwarder takes them.
 const FILE_CHANNEL_DEPTH: usize = 4;

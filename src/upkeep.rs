@@ -1,12 +1,12 @@
-//! After the commit: each sink's table upkeep runs on its own thread, woken after every batch,
+//! After the commit, table upkeep: each sink's table upkeep runs on its own thread, woken after every batch,
 //! so compaction never sits between a file's arrival and its commit. Wake-ups that arrive
 //! during a round fold into one more round. The thread runs at a lower CPU priority: on a busy
 //! machine the batches (and their latency) come first, upkeep takes what is left.
 
-use crate::metrics::METRICS;
+use crate::events::{self, MaintenanceFailed, MaintenanceRan};
 use crate::sinks::Upkeep;
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::warn;
 
 /// Upper bound on the rounds of a final drain (each round leaves less to do; this only guards
 /// against a sink that reports work forever).
@@ -24,7 +24,7 @@ enum Wake {
 const UPKEEP_NICENESS: i32 = 10;
 
 /// One sink's upkeep thread.
-pub(crate) struct UpkeepTask {
+pub struct UpkeepTask {
     wake: mpsc::Sender<Wake>,
     thread: std::thread::JoinHandle<()>,
 }
@@ -88,12 +88,11 @@ async fn run(source: String, sink: String, mut upkeep: Box<dyn Upkeep>, mut wake
 async fn round(source: &str, sink: &str, upkeep: &mut dyn Upkeep) -> bool {
     match upkeep.round().await {
         Ok(notes) => {
-            notes.iter().for_each(|note| info!(source = %source, sink = %sink, "{note}"));
+            events::emit(MaintenanceRan { source, sink, notes: &notes });
             !notes.is_empty()
         }
         Err(error) => {
-            warn!(source = %source, sink = %sink, %error, "table maintenance failed; committed batches are not affected");
-            METRICS.errors.with_label_values(&[source, "maintenance"]).inc();
+            events::emit(MaintenanceFailed { source, sink, error: &error });
             false
         }
     }

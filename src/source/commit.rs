@@ -1,0 +1,294 @@
+//! Stages 3 to 6 for one batch: its files are decoded and mapped on blocking threads (several
+//! files at once, see [`super::read`]), rows stream to every sink's writer through a small
+//! channel (bounded memory), and the batch is committed only if every file decoded. The ledger
+//! records the batch as in flight before any sink commit and as committed after all of them.
+
+use super::disposition::Dropped;
+use super::read::{Decoded, ReadJob};
+use super::Source;
+use crate::admit::AdmittedFile;
+use crate::error::Error;
+use crate::events::{self, BatchCommitted, SinkCommitFailed, SinkCommitted};
+use crate::ledger::BatchEntry;
+use crate::map::Mapping;
+use crate::sinks::{BatchManifest, ManifestFile, SinkWriter};
+use crate::upkeep::UpkeepTask;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Decoded batches in flight between the decoding thread and the sink writers.
+const CHANNEL_DEPTH: usize = 4;
+
+/// What a committed batch held.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BatchReport {
+    pub seq: i64,
+    pub files: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub bad_rows: u64,
+    /// (sink, the sink's reference for the commit)
+    pub commits: Vec<(String, String)>,
+}
+
+/// A batch's rows, written to the target sinks' writers but not committed.
+pub(super) struct Written {
+    pub writers: Vec<(usize, Box<dyn SinkWriter>)>,
+    /// (rows, bad rows) of each file, in order; fewer than the files when `max_rows` was reached.
+    pub per_file: Vec<(u64, u64)>,
+}
+
+/// Whether a batch whose first sink commit fails, and which no sink holds, may be forgotten
+/// (its files read again later). A replayed batch never may: some sink already holds it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnFirstFailure {
+    Abandon,
+    KeepInFlight,
+}
+
+impl Source {
+    /// Commits every batch that is due (all queued files when `flush`). Files of a failed batch
+    /// that the ledger does not hold go back in the queue, and recovery runs before the next.
+    pub async fn run_due(&mut self, flush: bool) -> Result<Vec<BatchReport>, Error> {
+        let mut reports = Vec::new();
+        if self.needs_recovery {
+            self.recover().await?;
+        }
+        while let Some(files) = self.batcher.next_batch(Instant::now(), flush) {
+            let taken = files.clone();
+            self.publish(files.len());
+            let result = self.commit_batch(files).await;
+            self.publish(0);
+            match result {
+                Ok((report, leftovers)) => {
+                    self.batcher.put_back(leftovers);
+                    reports.extend(report);
+                    self.offer_deferred().await?;
+                }
+                Err(e) => {
+                    let still_new = self.not_in_ledger(taken).await?;
+                    self.batcher.put_back(still_new);
+                    self.needs_recovery = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    async fn not_in_ledger(&self, files: Vec<AdmittedFile>) -> Result<Vec<AdmittedFile>, Error> {
+        let source = self.name.clone();
+        Ok(self
+            .ledger
+            .call(move |ledger| {
+                let mut keep = Vec::new();
+                for file in files {
+                    if ledger.known(&source, &file.name, file.size, file.mtime_ns)?.is_none() {
+                        keep.push(file);
+                    }
+                }
+                Ok(keep)
+            })
+            .await?)
+    }
+
+    /// Commits `files` as one new batch (fewer if `max_rows` is reached; the rest come back as
+    /// leftovers). A file that fails to decode is quarantined and the batch redone without it.
+    async fn commit_batch(&mut self, mut files: Vec<AdmittedFile>) -> Result<(Option<BatchReport>, Vec<AdmittedFile>), Error> {
+        let started = Instant::now();
+        loop {
+            let Some(first) = files.first() else { return Ok((None, Vec::new())) };
+            let mapping = match self.mapping_for(first).await? {
+                Ok(mapping) => mapping,
+                Err(error) => {
+                    let dropped = files.remove(0);
+                    self.drop_from_batch(&dropped, Dropped::Bad(error)).await?;
+                    continue;
+                }
+            };
+            let every_sink: Vec<usize> = (0..self.sinks.len()).collect();
+            let ingested_at = chrono::Utc::now().timestamp_micros();
+            let written = match self.write(&files, mapping, &every_sink, ingested_at).await? {
+                Ok(written) => written,
+                Err((index, why)) => {
+                    // Nothing is committed: the writers' files are orphans no reader sees.
+                    let dropped = files.remove(index);
+                    self.drop_from_batch(&dropped, why).await?;
+                    continue;
+                }
+            };
+            tracing::debug!(source = %self.name, files = written.per_file.len(), seconds = started.elapsed().as_secs_f64(), "batch decoded");
+            crate::fault_point!("after_decode");
+            let leftovers = files.split_off(written.per_file.len());
+            let entries: Vec<_> = files.iter().zip(&written.per_file).map(|(f, (rows, _))| f.entry(Some(*rows))).collect();
+            let source = self.name.clone();
+            let seq = self
+                .ledger
+                .call(move |ledger| {
+                    let seq = ledger.next_seq(&source)?;
+                    ledger.begin_batch(&BatchEntry { source, seq, files: entries, ingested_at_us: Some(ingested_at) })?;
+                    Ok(seq)
+                })
+                .await?;
+            let report = self.commit_written(seq, &files, written, ingested_at, OnFirstFailure::Abandon, started).await?;
+            return Ok((Some(report), leftovers));
+        }
+    }
+
+    /// Decodes and maps `files` into new writers of the sinks at `targets`. Returns the writers
+    /// and each file's rows, or the index of the first file that failed and why.
+    pub(super) async fn write(
+        &mut self,
+        files: &[AdmittedFile],
+        mapping: Mapping,
+        targets: &[usize],
+        ingested_at: i64,
+    ) -> Result<Result<Written, (usize, Dropped)>, Error> {
+        self.prepare_sinks(&mapping).await?;
+        let plan = mapping.decode_plan(&self.config.format).map_err(|e| Error::Mapping { name: self.name.clone(), detail: e.to_string() })?;
+        let mut writers = Vec::with_capacity(targets.len());
+        for &i in targets {
+            writers.push((i, self.sinks[i].begin().await?));
+        }
+        let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+        let job = ReadJob { plan, mapping, max_rows: self.config.batch.max_rows as u64, ingested_at, threads: self.decode_threads };
+        let inputs = files.to_vec();
+        let decoding = tokio::task::spawn_blocking(move || job.run(inputs, &tx));
+        let mut per_file = Vec::new();
+        let mut dropped = None;
+        while let Some(message) = rx.recv().await {
+            match message {
+                Decoded::Rows(batch) => {
+                    for (_, writer) in writers.iter_mut() {
+                        writer.write(&batch).await?;
+                    }
+                }
+                Decoded::FileDone { rows, bad_rows } => per_file.push((rows, bad_rows)),
+                Decoded::FileDropped(why) => dropped = Some((per_file.len(), why)),
+            }
+        }
+        decoding.await.map_err(|e| Error::task("decoding thread", e))?;
+        Ok(match dropped {
+            Some(dropped) => Err(dropped),
+            None => Ok(Written { writers, per_file }),
+        })
+    }
+
+    /// Commits written rows as batch `seq` (already recorded in flight), records it committed,
+    /// and settles its files.
+    pub(super) async fn commit_written(
+        &mut self,
+        seq: i64,
+        files: &[AdmittedFile],
+        written: Written,
+        ingested_at: i64,
+        on_first_failure: OnFirstFailure,
+        started: Instant,
+    ) -> Result<BatchReport, Error> {
+        let manifest = BatchManifest {
+            instance: self.instance.clone(),
+            source: self.name.clone(),
+            seq,
+            ingested_at_us: Some(ingested_at),
+            files: files
+                .iter()
+                .zip(&written.per_file)
+                .map(|(f, (rows, _))| ManifestFile { name: f.name.clone(), hash: f.hash.clone(), rows: *rows })
+                .collect(),
+        };
+        let mut report = BatchReport {
+            seq,
+            files: files.len(),
+            rows: written.per_file.iter().map(|(r, _)| r).sum(),
+            bytes: files.iter().map(|f| f.size).sum(),
+            bad_rows: written.per_file.iter().map(|(_, b)| b).sum(),
+            commits: Vec::new(),
+        };
+        for (i, writer) in written.writers {
+            let reference = self.commit_to(i, writer, &manifest, on_first_failure, report.commits.is_empty()).await?;
+            report.commits.push((self.sinks[i].name().to_string(), reference));
+        }
+        crate::fault_point!("inside_ledger_update");
+        let source = self.name.clone();
+        self.ledger.call(move |ledger| ledger.finish_batch(&source, seq)).await?;
+        events::emit(BatchCommitted {
+            source: &self.name,
+            batch: seq,
+            files: report.files,
+            rows: report.rows,
+            bytes: report.bytes,
+            bad_rows: report.bad_rows,
+            commits: &report.commits,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        self.totals.add_batch(&report);
+        crate::fault_point!("after_ledger");
+        self.after_commit(files.to_vec()).await?;
+        self.upkeep.iter().for_each(UpkeepTask::wake);
+        Ok(report)
+    }
+
+    /// Commits to sink `i` and records it. A failed commit may or may not have landed: the
+    /// sink is asked, never guessed.
+    async fn commit_to(
+        &mut self,
+        i: usize,
+        writer: Box<dyn SinkWriter>,
+        manifest: &BatchManifest,
+        on_first_failure: OnFirstFailure,
+        first: bool,
+    ) -> Result<String, Error> {
+        let seq = manifest.seq;
+        let started = Instant::now();
+        let reference = match writer.commit(manifest).await {
+            Ok(reference) => reference,
+            Err(error) => {
+                events::emit(SinkCommitFailed {
+                    source: &self.name,
+                    sink: error.sink(),
+                    batch: seq,
+                    kind: error.kind.as_str(),
+                    error: &error,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+                let sink = &self.sinks[i];
+                match sink.recover().await {
+                    Ok(Some(held)) if held >= seq => "committed (confirmed after an error)".to_string(),
+                    Ok(_) if first && on_first_failure == OnFirstFailure::Abandon && !sink.started(seq).await.unwrap_or(true) => {
+                        // No sink holds it: forget it; its files go back in the queue.
+                        let source = self.name.clone();
+                        self.ledger.call(move |ledger| ledger.abandon_batch(&source, seq)).await?;
+                        return Err(error.into());
+                    }
+                    // Partly committed, or the sink cannot say: recovery settles it.
+                    _ => return Err(error.into()),
+                }
+            }
+        };
+        let sink_name = self.sinks[i].name().to_string();
+        events::emit(SinkCommitted { source: &self.name, sink: &sink_name, reference: &reference, seconds: started.elapsed().as_secs_f64() });
+        crate::fault_point!("after_sink_commit");
+        let (source, sink, held_as) = (self.name.clone(), sink_name, reference.clone());
+        self.ledger.call(move |ledger| ledger.record_sink_commit(&source, seq, &sink, &held_as)).await?;
+        Ok(reference)
+    }
+
+    /// Creates or checks every sink's table once, and starts their upkeep.
+    async fn prepare_sinks(&mut self, mapping: &Mapping) -> Result<(), Error> {
+        if self.prepared {
+            return Ok(());
+        }
+        for sink in &mut self.sinks {
+            sink.prepare(mapping.schema()).await?;
+        }
+        for sink in &self.sinks {
+            if let Some(upkeep) = sink.upkeep() {
+                let task = UpkeepTask::spawn(self.name.clone(), sink.name().to_string(), upkeep)
+                    .map_err(|e| Error::Internal(format!("cannot start table upkeep for sink {}: {e}", sink.name())))?;
+                self.upkeep.push(task);
+            }
+        }
+        self.prepared = true;
+        Ok(())
+    }
+}
