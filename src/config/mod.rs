@@ -18,11 +18,11 @@ pub use druid::{
     DruidSupervisorConfig, Granularity,
 };
 pub use kafka::{KafkaCompression, KafkaExactlyOnce, KafkaSinkConfig, is_secret};
-pub use remote::{parse_s3_url, HttpSourceConfig, ListingKind, PushConfig, S3Config};
+pub use remote::{parse_s3_url, FetchConfig, HttpSourceConfig, ListingKind, PushConfig, S3Config};
 pub use secret::Secret;
 pub use sink::{DeltaSinkConfig, ParquetCompression, ParquetSinkConfig, SinkConfig};
 pub use source::{
-    AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FetchConfig, FormatConfig, FormatKind, SourceConfig,
+    AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FormatConfig, FormatKind, SourceConfig,
     SourceKind,
 };
 

@@ -3,7 +3,7 @@
 
 use super::defaults;
 use super::secret::Secret;
-use super::units::ByteSize;
+use super::units::{ByteSize, HumanDuration};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -124,6 +124,44 @@ pub struct PushConfig {
     /// Largest body accepted; a larger upload is refused with 413.
     #[serde(default = "defaults::push_max_size")]
     pub max_size: ByteSize,
+}
+
+/// Polling and downloading, for `http` and `s3` sources.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchConfig {
+    /// How often the listing is read again.
+    #[serde(default = "defaults::poll_interval")]
+    pub poll_interval: HumanDuration,
+    /// Downloads running at once.
+    #[serde(default = "defaults::fetch_concurrency")]
+    pub concurrency: usize,
+    /// A request that connects, answers or sends nothing for this long fails (and is retried).
+    #[serde(default = "defaults::fetch_timeout")]
+    pub timeout: HumanDuration,
+    /// Attempts after the first, with exponential backoff and jitter, before a file waits for
+    /// the next poll.
+    #[serde(default = "defaults::fetch_retries")]
+    pub retries: u32,
+    /// First backoff; doubled at each retry, up to a minute.
+    #[serde(default = "defaults::fetch_backoff")]
+    pub backoff: HumanDuration,
+    /// Larger files are not downloaded (logged and counted as errors).
+    #[serde(default = "defaults::fetch_max_file_size")]
+    pub max_file_size: ByteSize,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            poll_interval: defaults::poll_interval(),
+            concurrency: defaults::fetch_concurrency(),
+            timeout: defaults::fetch_timeout(),
+            retries: defaults::fetch_retries(),
+            backoff: defaults::fetch_backoff(),
+            max_file_size: defaults::fetch_max_file_size(),
+        }
+    }
 }
 
 #[cfg(test)]

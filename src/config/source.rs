@@ -2,7 +2,7 @@
 
 use super::columns::ColumnConfig;
 use super::defaults;
-use super::remote::{HttpSourceConfig, PushConfig, S3Config};
+use super::remote::{FetchConfig, HttpSourceConfig, PushConfig, S3Config};
 use super::units::{ByteSize, HumanDuration};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -106,44 +106,6 @@ impl SourceKind {
     /// Files of this kind are copies downloaded into a landing folder, not the originals.
     pub fn downloads(self) -> bool {
         self != SourceKind::Folder
-    }
-}
-
-/// Polling and downloading, for `http` and `s3` sources.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FetchConfig {
-    /// How often the listing is read again.
-    #[serde(default = "defaults::poll_interval")]
-    pub poll_interval: HumanDuration,
-    /// Downloads running at once.
-    #[serde(default = "defaults::fetch_concurrency")]
-    pub concurrency: usize,
-    /// A request that connects, answers or sends nothing for this long fails (and is retried).
-    #[serde(default = "defaults::fetch_timeout")]
-    pub timeout: HumanDuration,
-    /// Attempts after the first, with exponential backoff and jitter, before a file waits for
-    /// the next poll.
-    #[serde(default = "defaults::fetch_retries")]
-    pub retries: u32,
-    /// First backoff; doubled at each retry, up to a minute.
-    #[serde(default = "defaults::fetch_backoff")]
-    pub backoff: HumanDuration,
-    /// Larger files are not downloaded (logged and counted as errors).
-    #[serde(default = "defaults::fetch_max_file_size")]
-    pub max_file_size: ByteSize,
-}
-
-impl Default for FetchConfig {
-    fn default() -> Self {
-        FetchConfig {
-            poll_interval: defaults::poll_interval(),
-            concurrency: defaults::fetch_concurrency(),
-            timeout: defaults::fetch_timeout(),
-            retries: defaults::fetch_retries(),
-            backoff: defaults::fetch_backoff(),
-            max_file_size: defaults::fetch_max_file_size(),
-        }
     }
 }
 
