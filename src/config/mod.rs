@@ -340,7 +340,10 @@ impl Config {
             if source.path.as_os_str().is_empty() && source.kind.downloads() {
                 source.path = self.state_dir.join("landing").join(name);
             }
-            resolve(&mut source.path);
+            // A folder source's missing path stays empty, for validation to refuse.
+            if !source.path.as_os_str().is_empty() {
+                resolve(&mut source.path);
+            }
             if let Some(push) = source.push.as_mut() {
                 resolve(&mut push.tokens_file);
             }

@@ -210,6 +210,8 @@ fn problems_of_a_kinds_keys_name_the_key() {
         [sources.s.s3]
         endpoint = "ftp://minio"
         access_key_id = "k"
+        [sources.f]
+        sinks = ["lake"]
         [sinks.lake]
         kind = "delta"
         uri = "lake"
@@ -224,6 +226,7 @@ fn problems_of_a_kinds_keys_name_the_key() {
         "sources.s.url",
         "sources.s.s3.endpoint",
         "sources.s.s3: access_key_id and secret_access_key go together",
+        "sources.f.path: required for kind = \"folder\"",
     ] {
         assert!(all.contains(key), "missing {key} in:\n{all}");
     }
