@@ -51,7 +51,8 @@ pub(super) fn check(path: &Path) -> Result<i32> {
             println!("{}: ok", path.display());
             for (name, source) in &config.sources {
                 let columns = if source.columns.is_empty() { "inferred".to_string() } else { source.columns.len().to_string() };
-                println!("  source {name}: {} -> {} ({columns} columns)", source.path.display(), source.sinks.join(", "));
+                let kind = source.kind.name();
+                println!("  source {name} ({kind}): {} -> {} ({columns} columns)", source.path.display(), source.sinks.join(", "));
             }
             Ok(0)
         }

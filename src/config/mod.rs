@@ -6,6 +6,7 @@
 mod columns;
 mod druid;
 mod kafka;
+mod kind;
 mod remote;
 mod secret;
 mod sink;
@@ -18,13 +19,11 @@ pub use druid::{
     DruidSupervisorConfig, Granularity,
 };
 pub use kafka::{KafkaCompression, KafkaExactlyOnce, KafkaSinkConfig, is_secret};
-pub use remote::{parse_s3_url, HttpSourceConfig, ListingKind, PushConfig, S3Config};
+pub use kind::{SourceKind, SourceKindName};
+pub use remote::{parse_s3_url, FetchConfig, HttpKind, HttpSourceConfig, ListingKind, PushConfig, S3Config, S3Kind};
 pub use secret::Secret;
 pub use sink::{DeltaSinkConfig, ParquetCompression, ParquetSinkConfig, SinkConfig};
-pub use source::{
-    AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FetchConfig, FormatConfig, FormatKind, SourceConfig,
-    SourceKind,
-};
+pub use source::{AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FormatConfig, FormatKind, SourceConfig};
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -56,7 +55,7 @@ pub struct Config {
     #[serde(default)]
     pub http: HttpConfig,
     /// Sources by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "kind::deserialize_sources")]
     pub sources: IndexMap<String, SourceConfig>,
     /// Sinks by name.
     #[serde(default)]
@@ -87,7 +86,8 @@ impl HttpConfig {
 
 /// Every default value of the configuration, in one place.
 pub mod defaults {
-    use super::source::{AfterCommit, BadRowPolicy, FormatKind, SourceKind};
+    use super::kind::SourceKindName;
+    use super::source::{AfterCommit, BadRowPolicy, FormatKind};
     use super::units::{ByteSize, HumanDuration};
     use std::path::PathBuf;
     use std::time::Duration;
@@ -114,8 +114,8 @@ pub mod defaults {
     pub fn quarantine_dir() -> PathBuf {
         PathBuf::from("quarantine")
     }
-    pub fn source_kind() -> SourceKind {
-        SourceKind::Folder
+    pub fn source_kind() -> SourceKindName {
+        SourceKindName::Folder
     }
     pub fn poll_interval() -> HumanDuration {
         HumanDuration(Duration::from_secs(30))
@@ -340,7 +340,10 @@ impl Config {
             if source.path.as_os_str().is_empty() && source.kind.downloads() {
                 source.path = self.state_dir.join("landing").join(name);
             }
-            resolve(&mut source.path);
+            // A folder source's missing path stays empty, for validation to refuse.
+            if !source.path.as_os_str().is_empty() {
+                resolve(&mut source.path);
+            }
             if let Some(push) = source.push.as_mut() {
                 resolve(&mut push.tokens_file);
             }
@@ -475,40 +478,10 @@ fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems:
 
 /// Keys of the landing folder, the remote location and the push endpoint.
 fn remote_problems(key: &str, source: &SourceConfig, problems: &mut Vec<String>) {
-    let url = source.url.as_deref();
-    match source.kind {
-        SourceKind::Folder => {
-            if source.path.as_os_str().is_empty() {
-                problems.push(format!("{key}.path: required for kind = \"folder\""));
-            }
-            if url.is_some() {
-                problems.push(format!("{key}.url: only http and s3 sources have a url"));
-            }
-        }
-        SourceKind::Http => match url.map(url::Url::parse) {
-            None => problems.push(format!("{key}.url: required for kind = \"http\"")),
-            Some(Ok(u)) if matches!(u.scheme(), "http" | "https") && u.username().is_empty() && u.password().is_none() => {}
-            Some(Ok(_)) => problems.push(format!("{key}.url: must be http:// or https:// without credentials (send them in http.headers)")),
-            Some(Err(e)) => problems.push(format!("{key}.url: not a URL: {e}")),
-        },
-        SourceKind::S3 => match url.map(parse_s3_url) {
-            None => problems.push(format!("{key}.url: required for kind = \"s3\" (s3://bucket/prefix)")),
-            Some(Err(e)) => problems.push(format!("{key}.url: {e}")),
-            Some(Ok(_)) => problems.extend(source.s3.problems(&format!("{key}.s3"))),
-        },
+    if source.kind == SourceKind::Folder && source.path.as_os_str().is_empty() {
+        problems.push(format!("{key}.path: required for kind = \"folder\""));
     }
-    for (header, variable) in &source.http.headers_from_env {
-        if std::env::var(variable).is_err() {
-            problems.push(format!("{key}.http.headers_from_env.{header}: environment variable {variable} is not set"));
-        }
-    }
-    let fetch = &source.fetch;
-    if fetch.concurrency == 0 || fetch.concurrency > 64 {
-        problems.push(format!("{key}.fetch.concurrency: {} is outside 1..=64", fetch.concurrency));
-    }
-    if fetch.poll_interval.0.is_zero() {
-        problems.push(format!("{key}.fetch.poll_interval: must be more than 0"));
-    }
+    problems.extend(source.kind.problems(key));
     if let Some(push) = &source.push
         && !push.tokens_file.is_file()
     {

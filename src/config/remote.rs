@@ -1,13 +1,64 @@
 //! Configuration of what comes from or goes to another machine: HTTP listings, pushed uploads
-//! and S3-compatible buckets.
+//! and S3-compatible buckets. [`HttpKind`] and [`S3Kind`] are the keys of the `http` and `s3`
+//! kinds of source.
 
 use super::defaults;
 use super::secret::Secret;
-use super::units::ByteSize;
+use super::units::{ByteSize, HumanDuration};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// The keys of a source of `kind = "http"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpKind {
+    /// The listing to poll: a directory index (`http(s)://host/dir/`) or a JSON manifest.
+    pub url: String,
+    /// Polling and downloading (`[sources.NAME.fetch]`).
+    pub fetch: FetchConfig,
+    /// Listing format and headers (`[sources.NAME.http]`).
+    pub http: HttpSourceConfig,
+}
+
+impl HttpKind {
+    /// Problems with these keys, each named under `key` (the source's).
+    pub fn problems(&self, key: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        match url::Url::parse(&self.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.username().is_empty() && u.password().is_none() => {}
+            Ok(_) => problems.push(format!("{key}.url: must be http:// or https:// without credentials (send them in http.headers)")),
+            Err(e) => problems.push(format!("{key}.url: not a URL: {e}")),
+        }
+        problems.extend(self.http.problems(&format!("{key}.http")));
+        problems.extend(self.fetch.problems(&format!("{key}.fetch")));
+        problems
+    }
+}
+
+/// The keys of a source of `kind = "s3"`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct S3Kind {
+    /// The bucket prefix to list: `s3://bucket/prefix`.
+    pub url: String,
+    /// Polling and downloading (`[sources.NAME.fetch]`).
+    pub fetch: FetchConfig,
+    /// Endpoint, region and credentials of the bucket (`[sources.NAME.s3]`).
+    pub s3: S3Config,
+}
+
+impl S3Kind {
+    /// Problems with these keys, each named under `key` (the source's).
+    pub fn problems(&self, key: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Err(e) = parse_s3_url(&self.url) {
+            problems.push(format!("{key}.url: {e}"));
+        }
+        problems.extend(self.s3.problems(&format!("{key}.s3")));
+        problems.extend(self.fetch.problems(&format!("{key}.fetch")));
+        problems
+    }
+}
 
 /// How an HTTP source reads its `url` and authenticates.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -27,12 +78,28 @@ pub struct HttpSourceConfig {
     pub headers_from_env: IndexMap<String, String>,
 }
 
+impl HttpSourceConfig {
+    /// Problems with these keys, each named under `key`.
+    pub fn problems(&self, key: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (header, variable) in &self.headers_from_env {
+            if std::env::var(variable).is_err() {
+                problems.push(format!("{key}.headers_from_env.{header}: environment variable {variable} is not set"));
+            }
+        }
+        problems
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListingKind {
+    /// By the answer's Content-Type: JSON is a manifest, anything else a directory index.
     #[default]
     Auto,
+    /// A directory index: the links of the page.
     Html,
+    /// A JSON manifest: an array of objects with `url`.
     Json,
 }
 
@@ -52,10 +119,14 @@ pub struct S3Config {
     /// Default: on when `endpoint` is set.
     #[serde(default)]
     pub path_style: Option<bool>,
+    /// Access key; unset means `AWS_ACCESS_KEY_ID`. Goes with `secret_access_key`.
     #[serde(default)]
     pub access_key_id: Option<String>,
+    /// Secret key; unset means `AWS_SECRET_ACCESS_KEY`. Never shown or logged.
     #[serde(default)]
     pub secret_access_key: Option<Secret>,
+    /// Session token of temporary credentials; unset means `AWS_SESSION_TOKEN`. Never shown or
+    /// logged.
     #[serde(default)]
     pub session_token: Option<Secret>,
 }
@@ -124,6 +195,58 @@ pub struct PushConfig {
     /// Largest body accepted; a larger upload is refused with 413.
     #[serde(default = "defaults::push_max_size")]
     pub max_size: ByteSize,
+}
+
+/// Polling and downloading, for `http` and `s3` sources.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FetchConfig {
+    /// How often the listing is read again.
+    #[serde(default = "defaults::poll_interval")]
+    pub poll_interval: HumanDuration,
+    /// Downloads running at once.
+    #[serde(default = "defaults::fetch_concurrency")]
+    pub concurrency: usize,
+    /// A request that connects, answers or sends nothing for this long fails (and is retried).
+    #[serde(default = "defaults::fetch_timeout")]
+    pub timeout: HumanDuration,
+    /// Attempts after the first, with exponential backoff and jitter, before a file waits for
+    /// the next poll.
+    #[serde(default = "defaults::fetch_retries")]
+    pub retries: u32,
+    /// First backoff; doubled at each retry, up to a minute.
+    #[serde(default = "defaults::fetch_backoff")]
+    pub backoff: HumanDuration,
+    /// Larger files are not downloaded (logged and counted as errors).
+    #[serde(default = "defaults::fetch_max_file_size")]
+    pub max_file_size: ByteSize,
+}
+
+impl FetchConfig {
+    /// Problems with these keys, each named under `key`.
+    pub fn problems(&self, key: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=64).contains(&self.concurrency) {
+            problems.push(format!("{key}.concurrency: {} is outside 1..=64", self.concurrency));
+        }
+        if self.poll_interval.0.is_zero() {
+            problems.push(format!("{key}.poll_interval: must be more than 0"));
+        }
+        problems
+    }
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            poll_interval: defaults::poll_interval(),
+            concurrency: defaults::fetch_concurrency(),
+            timeout: defaults::fetch_timeout(),
+            retries: defaults::fetch_retries(),
+            backoff: defaults::fetch_backoff(),
+            max_file_size: defaults::fetch_max_file_size(),
+        }
+    }
 }
 
 #[cfg(test)]

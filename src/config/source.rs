@@ -2,7 +2,8 @@
 
 use super::columns::ColumnConfig;
 use super::defaults;
-use super::remote::{HttpSourceConfig, PushConfig, S3Config};
+use super::kind::SourceKind;
+use super::remote::PushConfig;
 use super::units::{ByteSize, HumanDuration};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -11,30 +12,22 @@ use std::path::PathBuf;
 /// A source of files: a local drop folder, or an HTTP listing or S3 prefix whose files are
 /// downloaded into a local landing folder (`path`) and go on from there like dropped files.
 /// Any source can also accept pushed uploads (`push`).
+///
+/// `K` is the kind with the keys only that kind has: a [`SourceKind`] in a loaded config.
+/// (Loading reads those keys as written first, to name the source when one is misplaced.)
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// What kind of source this is.
-    #[serde(default = "defaults::source_kind")]
-    pub kind: SourceKind,
+pub struct SourceConfig<K = SourceKind> {
+    /// What kind of source this is, `kind = "folder"` (the default), `"http"` or `"s3"`, with
+    /// the keys only that kind has, written beside the others: `url` and `[fetch]` for `http`
+    /// and `s3`, `[http]` for `http`, `[s3]` for `s3`. Another kind's key is an error.
+    #[serde(flatten)]
+    pub kind: K,
     /// The drop folder to watch (relative paths resolve against the config file's folder).
     /// Required for `kind = "folder"`; for `http` and `s3` the landing folder downloads are
     /// renamed into, by default `<state_dir>/landing/<source>`.
     #[serde(default)]
     pub path: PathBuf,
-    /// `kind = "http"`: the listing to poll (a directory index or JSON manifest);
-    /// `kind = "s3"`: `s3://bucket/prefix`.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// How `http` and `s3` sources download.
-    #[serde(default)]
-    pub fetch: FetchConfig,
-    /// `kind = "http"`: listing format and headers.
-    #[serde(default)]
-    pub http: HttpSourceConfig,
-    /// `kind = "s3"`: endpoint, region and credentials of the bucket.
-    #[serde(default)]
-    pub s3: S3Config,
     /// Accept uploads at `PUT /v1/sources/<name>/files/<file>` (any kind of source).
     #[serde(default)]
     pub push: Option<PushConfig>,
@@ -88,63 +81,6 @@ pub struct SourceConfig {
     pub batch: BatchConfig,
     /// Names of the sinks (under `[sinks]`) every batch of this source is committed to.
     pub sinks: Vec<String>,
-}
-
-/// The kinds of source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceKind {
-    /// A local drop folder.
-    Folder,
-    /// An HTTP(S) directory index or JSON manifest, polled.
-    Http,
-    /// An S3-compatible bucket prefix, listed and polled.
-    S3,
-}
-
-impl SourceKind {
-    /// Files of this kind are copies downloaded into a landing folder, not the originals.
-    pub fn downloads(self) -> bool {
-        self != SourceKind::Folder
-    }
-}
-
-/// Polling and downloading, for `http` and `s3` sources.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FetchConfig {
-    /// How often the listing is read again.
-    #[serde(default = "defaults::poll_interval")]
-    pub poll_interval: HumanDuration,
-    /// Downloads running at once.
-    #[serde(default = "defaults::fetch_concurrency")]
-    pub concurrency: usize,
-    /// A request that connects, answers or sends nothing for this long fails (and is retried).
-    #[serde(default = "defaults::fetch_timeout")]
-    pub timeout: HumanDuration,
-    /// Attempts after the first, with exponential backoff and jitter, before a file waits for
-    /// the next poll.
-    #[serde(default = "defaults::fetch_retries")]
-    pub retries: u32,
-    /// First backoff; doubled at each retry, up to a minute.
-    #[serde(default = "defaults::fetch_backoff")]
-    pub backoff: HumanDuration,
-    /// Larger files are not downloaded (logged and counted as errors).
-    #[serde(default = "defaults::fetch_max_file_size")]
-    pub max_file_size: ByteSize,
-}
-
-impl Default for FetchConfig {
-    fn default() -> Self {
-        FetchConfig {
-            poll_interval: defaults::poll_interval(),
-            concurrency: defaults::fetch_concurrency(),
-            timeout: defaults::fetch_timeout(),
-            retries: defaults::fetch_retries(),
-            backoff: defaults::fetch_backoff(),
-            max_file_size: defaults::fetch_max_file_size(),
-        }
-    }
 }
 
 /// How a file is decoded.

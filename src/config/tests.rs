@@ -23,6 +23,7 @@ fn the_shipped_example_config_is_valid() {
         ["transaction_date", "zipcode", "sale_price", "lot_size", "size", "latitude", "longitude", "type", "year_built"]
     );
     assert_eq!(attom.path, Path::new("/base/drop/attom"));
+    assert_eq!(attom.kind, SourceKind::Folder);
     assert_eq!(Config::from_toml(MINIMAL, Path::new(".")).unwrap().state_dir, Path::new("state"));
 }
 
@@ -30,6 +31,7 @@ fn the_shipped_example_config_is_valid() {
 fn builtin_default_is_valid_and_relative_to_base() {
     let config = Config::builtin_default(Path::new("/srv"));
     assert_eq!(config.sources["drop"].path, Path::new("/srv/drop"));
+    assert_eq!(config.sources["drop"].kind, SourceKind::Folder);
     assert_eq!(config.state_dir, Path::new("/srv/state"));
     match &config.sinks["lake"] {
         SinkConfig::Delta(d) => assert_eq!(d.uri, "/srv/lake"),
@@ -84,4 +86,196 @@ fn bad_types_and_units_name_the_value() {
     let text = MINIMAL.replace("sinks = [\"lake\"]", "sinks = [\"lake\"]\n[sources.a.columns]\nx = { path = \"x\", type = \"integer\" }");
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("integer"), "{err}");
+}
+
+/// A config with one source `a` holding `keys` (and its sink `lake`).
+fn with_source(keys: &str) -> String {
+    format!("[sources.a]\nsinks = [\"lake\"]\n{keys}\n[sinks.lake]\nkind = \"delta\"\nuri = \"lake\"\n")
+}
+
+const FOLDER: &str = "path = \"drop\"\n";
+const HTTP: &str = "kind = \"http\"\nurl = \"http://h/pulls/\"\n";
+const S3: &str = "kind = \"s3\"\nurl = \"s3://b/pulls\"\n";
+
+#[test]
+fn a_key_of_another_kind_is_refused_with_its_full_key_and_location() {
+    let cases = [
+        (format!("{FOLDER}[sources.a.s3]\nregion = \"eu\""), "sources.a.s3: a folder source has no s3 settings (it belongs to kind = \"s3\")"),
+        (format!("{FOLDER}[sources.a.http]\nlisting = \"html\""), "sources.a.http: a folder source has no http settings (it belongs to kind = \"http\")"),
+        (format!("{FOLDER}[sources.a.fetch]\nretries = 1"), "sources.a.fetch: a folder source has no fetch settings (it belongs to kind = \"http\" or \"s3\")"),
+        (format!("kind = \"folder\"\n{FOLDER}[sources.a.fetch]"), "sources.a.fetch: a folder source has no fetch settings"),
+        (format!("url = \"http://h/\"\n{FOLDER}"), "sources.a.url: a folder source has no url (it belongs to kind = \"http\" or \"s3\")"),
+        (format!("{HTTP}[sources.a.s3]\nregion = \"eu\""), "sources.a.s3: an http source has no s3 settings (it belongs to kind = \"s3\")"),
+        (format!("{S3}[sources.a.http]\nlisting = \"json\""), "sources.a.http: an s3 source has no http settings (it belongs to kind = \"http\")"),
+    ];
+    for (keys, want) in cases {
+        let err = parse(&with_source(&keys)).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+        let err = err.to_string();
+        assert!(err.contains(want) && err.contains("TOML parse error at line"), "want {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn check_shows_a_misplaced_key_with_its_source_and_line() {
+    // `ingestd check` prints the error of `Config::load` as it is.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, with_source(&format!("{FOLDER}[sources.a.s3]\nregion = \"eu\""))).unwrap();
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(err.starts_with(&path.display().to_string()), "{err}");
+    assert!(err.contains("line 1") && err.contains("sources.a.s3: a folder source has no s3 settings"), "{err}");
+}
+
+#[test]
+fn a_source_read_alone_names_the_misplaced_key() {
+    let err = toml::from_str::<SourceConfig>("path = \"d\"\nsinks = []\n[s3]\nregion = \"eu\"").unwrap_err().to_string();
+    assert!(err.contains("s3: a folder source has no s3 settings"), "{err}");
+}
+
+#[test]
+fn http_and_s3_sources_need_a_url() {
+    for (kind, want) in [("http", "sources.a.url: required for kind = \"http\""), ("s3", "sources.a.url: required for kind = \"s3\" (s3://bucket/prefix)")] {
+        let err = parse(&with_source(&format!("kind = \"{kind}\""))).unwrap_err().to_string();
+        assert!(err.contains(want), "want {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn kind_omitted_means_folder() {
+    for text in [MINIMAL.to_string(), with_source(&format!("kind = \"folder\"\n{FOLDER}"))] {
+        let config = parse(&text).unwrap();
+        let source = &config.sources["a"];
+        assert_eq!(source.kind, SourceKind::Folder);
+        assert_eq!(source.kind.name(), SourceKindName::Folder);
+        assert!(!source.kind.downloads() && source.kind.fetch().is_none() && source.kind.url().is_none());
+    }
+}
+
+#[test]
+fn each_kind_keeps_its_own_keys() {
+    let http = parse(&with_source(&format!(
+        "{HTTP}[sources.a.fetch]\npoll_interval = \"5s\"\nconcurrency = 2\n[sources.a.http]\nlisting = \"json\"\nheaders = {{ \"X-Api-Key\" = \"k\" }}"
+    )))
+    .unwrap();
+    let source = &http.sources["a"];
+    let SourceKind::Http(kind) = &source.kind else { panic!("not http: {source:?}") };
+    assert_eq!(kind.url, "http://h/pulls/");
+    assert_eq!((kind.fetch.poll_interval.0, kind.fetch.concurrency, kind.fetch.retries), (std::time::Duration::from_secs(5), 2, defaults::fetch_retries()));
+    assert_eq!(kind.http.listing, ListingKind::Json);
+    assert_eq!(kind.http.headers["X-Api-Key"].expose(), "k");
+    assert_eq!(source.path, Path::new("/base/state/landing/a"));
+    assert!(source.kind.downloads());
+    assert_eq!(source.kind.fetch(), Some(&kind.fetch));
+
+    let s3 = parse(&with_source(&format!("{S3}path = \"landing\"\n[sources.a.fetch]\nretries = 1\n[sources.a.s3]\nendpoint = \"http://minio:9000\"\nregion = \"eu\""))).unwrap();
+    let source = &s3.sources["a"];
+    let SourceKind::S3(kind) = &source.kind else { panic!("not s3: {source:?}") };
+    assert_eq!(kind.url, "s3://b/pulls");
+    assert_eq!((kind.fetch.retries, kind.fetch.poll_interval), (1, defaults::poll_interval()));
+    assert_eq!((kind.s3.endpoint.as_deref(), kind.s3.region.as_deref()), (Some("http://minio:9000"), Some("eu")));
+    assert_eq!(source.path, Path::new("/base/landing"));
+    assert_eq!(source.kind.url(), Some("s3://b/pulls"));
+
+    // Without their tables, http and s3 sources take the defaults.
+    let bare = parse(&with_source(HTTP)).unwrap();
+    let SourceKind::Http(kind) = &bare.sources["a"].kind else { panic!("not http") };
+    assert_eq!((&kind.fetch, &kind.http), (&FetchConfig::default(), &HttpSourceConfig::default()));
+}
+
+#[test]
+fn unknown_keys_in_a_kinds_table_are_refused_by_name() {
+    let err = parse(&with_source(&format!("{HTTP}[sources.a.fetch]\nretriez = 1"))).unwrap_err().to_string();
+    assert!(err.contains("retriez"), "{err}");
+    let err = parse(&with_source(&format!("{S3}[sources.a.s3]\nregoin = \"eu\""))).unwrap_err().to_string();
+    assert!(err.contains("regoin"), "{err}");
+}
+
+#[test]
+fn problems_of_a_kinds_keys_name_the_key() {
+    let text = r#"
+        [sources.h]
+        kind = "http"
+        url = "http://user:pw@h/"
+        sinks = ["lake"]
+        [sources.h.fetch]
+        concurrency = 0
+        poll_interval = "0s"
+        [sources.h.http]
+        headers_from_env = { Authorization = "INGESTD_TEST_SURELY_UNSET_VARIABLE" }
+        [sources.s]
+        kind = "s3"
+        url = "http://not-s3/"
+        sinks = ["lake"]
+        [sources.s.s3]
+        endpoint = "ftp://minio"
+        access_key_id = "k"
+        [sources.f]
+        sinks = ["lake"]
+        [sinks.lake]
+        kind = "delta"
+        uri = "lake"
+    "#;
+    let Err(ConfigError::Invalid { problems, .. }) = parse(text) else { panic!("expected Invalid") };
+    let all = problems.join("\n");
+    for key in [
+        "sources.h.url: must be http:// or https:// without credentials",
+        "sources.h.fetch.concurrency",
+        "sources.h.fetch.poll_interval",
+        "sources.h.http.headers_from_env.Authorization",
+        "sources.s.url",
+        "sources.s.s3.endpoint",
+        "sources.s.s3: access_key_id and secret_access_key go together",
+        "sources.f.path: required for kind = \"folder\"",
+    ] {
+        assert!(all.contains(key), "missing {key} in:\n{all}");
+    }
+}
+
+#[test]
+fn a_source_of_each_kind_round_trips_through_serialize() {
+    let text = format!(
+        "{}{}{}",
+        with_source(&format!("{FOLDER}[sources.a.batch]\nmax_files = 3")),
+        format_args!("[sources.h]\nsinks = [\"lake\"]\n{HTTP}[sources.h.fetch]\nretries = 2\n[sources.h.http]\nlisting = \"html\"\n"),
+        format_args!("[sources.s]\nsinks = [\"lake\"]\n{S3}[sources.s.s3]\nregion = \"eu\"\npath_style = true\n"),
+    );
+    let config = parse(&text).unwrap();
+    for (name, kind) in [("a", "folder"), ("h", "http"), ("s", "s3")] {
+        let source = &config.sources[name];
+        let value = serde_json::to_value(source).unwrap();
+        assert_eq!(value["kind"], kind, "{value}");
+        assert_eq!(value.get("fetch").is_some(), kind != "folder", "{value}");
+        let back: SourceConfig = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("{e}: {value}"));
+        assert_eq!(&back, source);
+    }
+    let back: Config = serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
+    assert_eq!(back, config);
+}
+
+#[test]
+fn secrets_of_a_kind_stay_redacted_when_serialized() {
+    let text = format!(
+        "{}[sources.h]\nsinks = [\"lake\"]\n{HTTP}[sources.h.http]\nheaders = {{ \"X-Api-Key\" = \"hunter2\" }}\n",
+        with_source(&format!("{S3}[sources.a.s3]\naccess_key_id = \"k\"\nsecret_access_key = \"hunter3\""))
+    );
+    let config = parse(&text).unwrap();
+    let shown = serde_json::to_string(&config).unwrap() + &format!("{config:?}");
+    assert!(!shown.contains("hunter2") && !shown.contains("hunter3") && shown.contains("<redacted>"), "{shown}");
+}
+
+#[test]
+fn the_documented_configs_parse() {
+    let docs = [include_str!("../../docs/http-source.md"), include_str!("../../docs/push-api.md"), include_str!("../../docs/druid.md"), include_str!("../../README.md")];
+    let mut blocks = 0;
+    for doc in docs {
+        for block in doc.split("```toml\n").skip(1) {
+            let block = block.split("```").next().unwrap_or_default();
+            if let Err(e) = toml::from_str::<Config>(block) {
+                panic!("{e}\nin:\n{block}");
+            }
+            blocks += 1;
+        }
+    }
+    assert!(blocks >= 4, "{blocks} toml blocks");
 }

@@ -12,7 +12,7 @@ mod tests;
 use super::landing::{self, Landing};
 use super::remote::{with_retries, Checkpoint, PollReport, Remote, RemoteError};
 use super::FileFilter;
-use crate::config::{ListingKind, SourceConfig};
+use crate::config::{HttpKind, ListingKind, SourceConfig};
 use crate::metrics::METRICS;
 use async_trait::async_trait;
 use fetch::{client, safe_url, Fetched, Fetcher, Listed, Page};
@@ -41,20 +41,20 @@ pub struct HttpSource {
 
 impl HttpSource {
     /// Builds the client (headers from the config and the environment, marked sensitive) and
-    /// opens the landing folder, deleting partial files a crash left.
-    pub fn new(name: &str, config: &SourceConfig, state_dir: &Path) -> Result<HttpSource, RemoteError> {
+    /// opens the landing folder, deleting partial files a crash left. `kind` is the source's
+    /// `http` keys.
+    pub fn new(name: &str, config: &SourceConfig, kind: &HttpKind, state_dir: &Path) -> Result<HttpSource, RemoteError> {
         let setup = |reason: String| RemoteError::Setup { name: name.to_string(), reason };
-        let url = config.url.as_deref().ok_or_else(|| setup("url: required for kind = \"http\"".into()))?;
-        let url = Url::parse(url).map_err(|e| setup(format!("url: not a URL: {e}")))?;
+        let url = Url::parse(&kind.url).map_err(|e| setup(format!("url: not a URL: {e}")))?;
         let landing = Landing::open(&config.path).map_err(|e| setup(format!("landing folder {}: {e}", config.path.display())))?;
         let filter = FileFilter::new(&config.include, &config.exclude).map_err(|e| setup(format!("include/exclude: {e}")))?;
-        let client = client(config).map_err(setup)?;
+        let client = client(kind).map_err(setup)?;
         Ok(HttpSource {
             url,
-            listing: config.http.listing,
+            listing: kind.http.listing,
             recursive: config.recursive,
             filter,
-            fetcher: Fetcher { source: name.to_string(), client, landing, fetch: config.fetch.clone(), min_age: config.min_age.0 },
+            fetcher: Fetcher { source: name.to_string(), client, landing, fetch: kind.fetch.clone(), min_age: config.min_age.0 },
             checkpoint: Checkpoint::load(state_dir, name),
             warned: HashSet::new(),
         })

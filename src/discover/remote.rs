@@ -121,10 +121,10 @@ pub trait Remote: Send {
 
 /// The poller of a source, or `None` for a folder source.
 pub fn open(name: &str, config: &SourceConfig, state_dir: &Path) -> Result<Option<Box<dyn Remote>>, RemoteError> {
-    match config.kind {
+    match &config.kind {
         SourceKind::Folder => Ok(None),
-        SourceKind::Http => Ok(Some(Box::new(super::http::HttpSource::new(name, config, state_dir)?))),
-        SourceKind::S3 => Ok(Some(Box::new(super::s3::S3Source::new(name, config, state_dir)?))),
+        SourceKind::Http(http) => Ok(Some(Box::new(super::http::HttpSource::new(name, config, http, state_dir)?))),
+        SourceKind::S3(s3) => Ok(Some(Box::new(super::s3::S3Source::new(name, config, s3, state_dir)?))),
     }
 }
 

@@ -6,7 +6,7 @@
 use super::filter::FileFilter;
 use super::landing::{check_name, Landing, PartialError};
 use super::remote::{with_retries, Attempt, Checkpoint, PollReport, Remote, RemoteError, RemoteVersion};
-use crate::config::{parse_s3_url, FetchConfig, SourceConfig};
+use crate::config::{parse_s3_url, FetchConfig, S3Kind, SourceConfig};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
@@ -32,13 +32,14 @@ pub struct S3Source {
 }
 
 impl S3Source {
-    pub fn new(source: &str, config: &SourceConfig, state_dir: &Path) -> Result<S3Source, RemoteError> {
+    /// `kind` is the source's `s3` keys.
+    pub fn new(source: &str, config: &SourceConfig, kind: &S3Kind, state_dir: &Path) -> Result<S3Source, RemoteError> {
         let setup = |reason: String| RemoteError::Setup { name: source.to_string(), reason };
-        let url = config.url.clone().unwrap_or_default();
+        let url = kind.url.clone();
         let (bucket, prefix) = parse_s3_url(&url).map_err(setup)?;
         // No short whole-request timeout, which would cut large files: a download that stalls
         // for `fetch.timeout` fails instead (see `download`).
-        let store = build_store(&bucket, &config.s3.storage_options(), config.fetch.timeout.0, Duration::from_secs(7 * 24 * 3600)).map_err(setup)?;
+        let store = build_store(&bucket, &kind.s3.storage_options(), kind.fetch.timeout.0, Duration::from_secs(7 * 24 * 3600)).map_err(setup)?;
         Ok(S3Source {
             source: source.to_string(),
             url,
@@ -46,7 +47,7 @@ impl S3Source {
             prefix: (!prefix.is_empty()).then(|| ObjectPath::from(prefix)),
             recursive: config.recursive,
             filter: FileFilter::new(&config.include, &config.exclude).map_err(|e| setup(e.to_string()))?,
-            fetch: config.fetch.clone(),
+            fetch: kind.fetch.clone(),
             landing: Landing::open(&config.path).map_err(|e| setup(format!("landing folder {}: {e}", config.path.display())))?,
             checkpoint: Checkpoint::load(state_dir, source),
         })

@@ -1,7 +1,7 @@
 //! Requests of the `http` source: the client, listing pages, and conditional downloads
 //! streamed into the landing folder; which failures are worth a retry.
 
-use crate::config::{FetchConfig, ListingKind, SourceConfig};
+use crate::config::{FetchConfig, HttpKind, ListingKind};
 use crate::discover::landing::{Landing, PartialError};
 use crate::discover::remote::{with_retries, Attempt, RemoteVersion};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, DATE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
@@ -122,10 +122,10 @@ impl Fetcher {
     }
 }
 
-/// The client of a source: timeouts from `fetch`, headers from `http.headers` and
+/// The client of an http source: timeouts from `fetch`, headers from `http.headers` and
 /// `http.headers_from_env` (read now), their values marked sensitive, and redirects followed
 /// only within the same origin (so the headers never go to another host).
-pub(super) fn client(config: &SourceConfig) -> Result<reqwest::Client, String> {
+pub(super) fn client(kind: &HttpKind) -> Result<reqwest::Client, String> {
     let mut headers = HeaderMap::new();
     let mut add = |name: &str, value: &str, key: &str| -> Result<(), String> {
         let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("{key}: {name:?} is not a header name"))?;
@@ -135,10 +135,10 @@ pub(super) fn client(config: &SourceConfig) -> Result<reqwest::Client, String> {
         headers.insert(header, value);
         Ok(())
     };
-    for (name, value) in &config.http.headers {
+    for (name, value) in &kind.http.headers {
         add(name, value.expose(), &format!("http.headers.{name}"))?;
     }
-    for (name, variable) in &config.http.headers_from_env {
+    for (name, variable) in &kind.http.headers_from_env {
         let key = format!("http.headers_from_env.{name}");
         let value = std::env::var(variable).map_err(|_| format!("{key}: environment variable {variable} is not set"))?;
         add(name, &value, &key)?;
@@ -155,8 +155,8 @@ pub(super) fn client(config: &SourceConfig) -> Result<reqwest::Client, String> {
     });
     reqwest::Client::builder()
         .default_headers(headers)
-        .connect_timeout(config.fetch.timeout.0)
-        .read_timeout(config.fetch.timeout.0)
+        .connect_timeout(kind.fetch.timeout.0)
+        .read_timeout(kind.fetch.timeout.0)
         .redirect(policy)
         .user_agent(concat!("ingestd/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -1,6 +1,6 @@
 use super::fetch::{client, parse_http_date, partial_error, safe_url, status_error};
 use super::listing::{classify, folder_of, html, manifest, percent_decode, Found, Link};
-use crate::config::SourceConfig;
+use crate::config::{FetchConfig, HttpKind, HttpSourceConfig};
 use crate::discover::landing::{self, PartialError};
 use crate::discover::remote::{Attempt, RemoteVersion};
 use reqwest::StatusCode;
@@ -243,15 +243,15 @@ fn last_modified_dates_and_logged_urls() {
 
 #[test]
 fn header_values_stay_out_of_errors() {
-    let mut config: SourceConfig = toml::from_str("kind = \"http\"\nurl = \"http://h/\"\nsinks = []").unwrap();
-    config.http.headers.insert("X-Api-Key".into(), crate::config::Secret::new("line\nbreak-s3cret"));
-    let e = client(&config).unwrap_err();
+    let mut kind = HttpKind { url: "http://h/".into(), fetch: FetchConfig::default(), http: HttpSourceConfig::default() };
+    kind.http.headers.insert("X-Api-Key".into(), crate::config::Secret::new("line\nbreak-s3cret"));
+    let e = client(&kind).unwrap_err();
     assert!(e.contains("X-Api-Key") && !e.contains("s3cret"), "{e}");
-    config.http.headers.clear();
-    config.http.headers_from_env.insert("Authorization".into(), "INGESTD_TEST_SURELY_UNSET_VARIABLE".into());
-    let e = client(&config).unwrap_err();
+    kind.http.headers.clear();
+    kind.http.headers_from_env.insert("Authorization".into(), "INGESTD_TEST_SURELY_UNSET_VARIABLE".into());
+    let e = client(&kind).unwrap_err();
     assert!(e.contains("INGESTD_TEST_SURELY_UNSET_VARIABLE"), "{e}");
-    config.http.headers_from_env.clear();
-    config.http.headers.insert("Authorization".into(), crate::config::Secret::new("Bearer s3cret"));
-    client(&config).unwrap();
+    kind.http.headers_from_env.clear();
+    kind.http.headers.insert("Authorization".into(), crate::config::Secret::new("Bearer s3cret"));
+    client(&kind).unwrap();
 }
