@@ -3,12 +3,12 @@
 //! Run with `cargo bench --bench pipeline` (add a filter such as `-- decode` for one group).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests and benches fail loudly on purpose.
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use ingestd::config::{BadRowPolicy, Config, FormatConfig};
 use ingestd::decode::{self, DecodePlan};
 use ingestd::ledger::{BatchEntry, FileEntry, Ledger};
 use ingestd::map::Mapping;
-use ingestd::sample::{attom_file, AttomSpec};
+use ingestd::sample::{AttomSpec, attom_file};
 use std::path::{Path, PathBuf};
 
 fn attom_mapping() -> Mapping {
@@ -120,7 +120,13 @@ fn ledger(c: &mut Criterion) {
                 },
                 |(_dir, mut ledger)| {
                     let entries = (0..files)
-                        .map(|i| FileEntry { name: format!("f{i}"), size: Some(1), mtime_ns: Some(1), hash: format!("{i:064}"), rows: Some(1) })
+                        .map(|i| FileEntry {
+                            name: format!("f{i}"),
+                            size: Some(1),
+                            mtime_ns: Some(1),
+                            hash: format!("{i:064}"),
+                            rows: Some(1),
+                        })
                         .collect();
                     ledger.begin_batch(&BatchEntry { source: "s".into(), seq: 1, files: entries, ingested_at_us: None }).expect("begin");
                     ledger.finish_batch("s", 1).expect("finish");

@@ -39,7 +39,11 @@ pub enum Admission {
     Known(FileState),
     /// Its content was already committed, or is waiting to be (`committed` false), under
     /// another name.
-    Duplicate { file: AdmittedFile, of: String, committed: bool },
+    Duplicate {
+        file: AdmittedFile,
+        of: String,
+        committed: bool,
+    },
     /// A committed file rewritten with new content, and the policy says not to ingest it.
     IgnoredOverwrite(AdmittedFile),
 }
@@ -118,7 +122,13 @@ mod tests {
     }
 
     /// The whole admission of one candidate, as a source runs it.
-    fn admit(ledger: &Ledger, c: &Candidate, _: Option<String>, pending: &dyn Fn(&str) -> Option<String>, overwrites: bool) -> Result<Admission, LedgerError> {
+    fn admit(
+        ledger: &Ledger,
+        c: &Candidate,
+        _: Option<String>,
+        pending: &dyn Fn(&str) -> Option<String>,
+        overwrites: bool,
+    ) -> Result<Admission, LedgerError> {
         let hash = hash_file(&c.path).unwrap();
         judge(ledger, c, hash, overwrites).map(|a| with_queue(a, pending))
     }
@@ -132,7 +142,9 @@ mod tests {
         let Admission::New(file) = admit(&ledger, &a, None, &none, true).unwrap() else { panic!("a is new") };
         assert_eq!(file.hash, blake3::hash(b"[1]").to_hex().to_string());
 
-        ledger.begin_batch(&crate::ledger::BatchEntry { source: "s".into(), seq: 1, files: vec![file.entry(Some(1))], ingested_at_us: None }).unwrap();
+        ledger
+            .begin_batch(&crate::ledger::BatchEntry { source: "s".into(), seq: 1, files: vec![file.entry(Some(1))], ingested_at_us: None })
+            .unwrap();
         ledger.finish_batch("s", 1).unwrap();
         assert!(matches!(admit(&ledger, &a, None, &none, true).unwrap(), Admission::Known(FileState::Committed)));
 

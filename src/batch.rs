@@ -117,7 +117,12 @@ mod tests {
     }
 
     fn limits(max_files: usize, max_bytes: u64, delay_ms: u64) -> BatchConfig {
-        BatchConfig { max_files, max_rows: 1_000, max_bytes: ByteSize(max_bytes), max_delay: HumanDuration(Duration::from_millis(delay_ms)) }
+        BatchConfig {
+            max_files,
+            max_rows: 1_000,
+            max_bytes: ByteSize(max_bytes),
+            max_delay: HumanDuration(Duration::from_millis(delay_ms)),
+        }
     }
 
     #[test]

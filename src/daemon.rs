@@ -4,7 +4,7 @@
 
 use crate::config::{Config, SinkConfig, SourceConfig};
 use crate::discover::remote::{self, Remote};
-use crate::discover::{Candidate, FolderSource};
+use crate::discover::{self, Candidate, FolderSource};
 use crate::driver::{self, Mode};
 use crate::error::Error;
 use crate::events::{self, ReloadApplied, ReloadRefused, SourceNotStarted};
@@ -15,8 +15,8 @@ use crate::source::{Source, Totals};
 use crate::status::STATUS;
 use indexmap::IndexMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -77,7 +77,7 @@ async fn start_source(name: &str, config: &Config, ledger: &LedgerHandle) -> Res
     let (mut source, folder, remote) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
         let source_config = config.sources.get(&name).ok_or_else(|| Error::Internal(format!("no source {name}")))?;
         let folder = FolderSource::new(&name, source_config)?;
-        let remote = remote::open(&name, source_config, &config.state_dir)?;
+        let remote = discover::open_remote(&name, source_config, &config.state_dir)?;
         let sinks = source_config.sinks.iter().filter_map(|sink| sinks::build(sink, &config, &name)).collect();
         Ok((Source::new(&name, &config, ledger, sinks)?, folder, remote))
     })
@@ -101,8 +101,15 @@ async fn start(config: &Config) -> Result<(LedgerHandle, Vec<Started>, std::fs::
 /// returns. `progress` sees a source's running totals after each batch (for a progress bar).
 pub async fn once(config: &Config, progress: &mut (dyn FnMut(&Totals) + Send)) -> Result<Summary, Error> {
     let started = Instant::now();
-    let (_ledger, sources, _state_lock) = start(config).await?;
+    let (ledger, sources, _state_lock) = start(config).await?;
     let mut summary = Summary::default();
+    let result = once_each(sources, &mut summary, progress).await;
+    ledger.close().await;
+    summary.seconds = started.elapsed().as_secs_f64();
+    result.map(|()| summary)
+}
+
+async fn once_each(sources: Vec<Started>, summary: &mut Summary, progress: &mut (dyn FnMut(&Totals) + Send)) -> Result<(), Error> {
     for Started { mut source, folder, remote } in sources {
         if let Some(mut remote) = remote {
             let report = remote.poll().await?;
@@ -110,10 +117,7 @@ pub async fn once(config: &Config, progress: &mut (dyn FnMut(&Totals) + Send)) -
                 return Err(Error::Downloads { name: source.name.clone(), failed: report.failed });
             }
         }
-        let (tx, found) = mpsc::channel::<Candidate>(1024);
-        let halt = Arc::new(AtomicBool::new(false));
-        let thread_halt = halt.clone();
-        let discovery = std::thread::spawn(move || driver::discover(folder, tx, &thread_halt, Mode::Once));
+        let (found, halt, discovery) = start_discovery(folder, Mode::Once);
         // Nothing stops a `once` from outside: the sender only keeps the channel open.
         let (_keep_open, stop) = watch::channel(false);
         let result = driver::drive(&mut source, found, stop, Mode::Once, progress).await;
@@ -123,8 +127,17 @@ pub async fn once(config: &Config, progress: &mut (dyn FnMut(&Totals) + Send)) -
         source.finish_upkeep(true).await;
         summary.totals.add(source.totals());
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok(())
+}
+
+/// Starts the discovery thread of a folder: the files it hands on, the flag that halts it, and
+/// the thread.
+fn start_discovery(folder: FolderSource, mode: Mode) -> (mpsc::Receiver<Candidate>, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let (tx, found) = mpsc::channel::<Candidate>(1024);
+    let halt = Arc::new(AtomicBool::new(false));
+    let thread_halt = halt.clone();
+    let thread = std::thread::spawn(move || driver::discover(folder, tx, &thread_halt, mode));
+    (found, halt, thread)
 }
 
 /// How often systemd's STATUS= line is refreshed.
@@ -168,15 +181,13 @@ fn footprint(config: &Config, name: &str) -> Option<Footprint> {
 async fn spawn_source(name: &str, config: &Config, ledger: &LedgerHandle) -> Result<Running, Error> {
     let footprint = footprint(config, name).ok_or_else(|| Error::Internal(format!("no source {name}")))?;
     let Started { mut source, mut folder, remote } = start_source(name, config, ledger).await?;
-    let (tx, found) = mpsc::channel::<Candidate>(1024);
     if let Err(e) = folder.watch() {
         warn!(source = %name, error = %e, "no file notifications; relying on periodic listing");
     }
-    let halt = Arc::new(AtomicBool::new(false));
-    let thread_halt = halt.clone();
-    let thread = std::thread::spawn(move || driver::discover(folder, tx, &thread_halt, Mode::Watch));
+    let (found, halt, thread) = start_discovery(folder, Mode::Watch);
     let (stop, stop_rx) = watch::channel(false);
-    let poll_interval = source.config.fetch.poll_interval.0;
+    // Only http and s3 sources have a poller, and a fetch section.
+    let poll_interval = source.config.kind.fetch().map_or(Duration::MAX, |fetch| fetch.poll_interval.0);
     let poller = remote.map(|r| tokio::spawn(remote::run(name.to_string(), r, poll_interval, stop_rx.clone())));
     let task = tokio::spawn(async move {
         // Watching, every failure is retried inside; nothing comes back but the stop.
@@ -282,6 +293,7 @@ pub async fn run(config_path: Option<&Path>, mut config: Config, mut control: mp
     if let Some(http) = http {
         let _ = http.await;
     }
+    ledger.close().await;
     Ok(())
 }
 

@@ -2,8 +2,8 @@
 //! decision rests on (retry, settle, stop); none carries a condition in a string.
 
 use crate::admit::AdmitError;
-use crate::discover::remote::RemoteError;
 use crate::discover::FolderError;
+use crate::discover::remote::RemoteError;
 use crate::events::ErrorKind;
 use crate::ledger::LedgerError;
 use crate::sinks::SinkError;

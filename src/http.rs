@@ -6,9 +6,9 @@
 use crate::metrics::METRICS;
 use crate::push::PushState;
 use crate::status::STATUS;
+use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use std::net::SocketAddr;
 use tokio::sync::watch;
 use tracing::{error, info};

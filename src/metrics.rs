@@ -71,16 +71,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(commit_seconds.clone()))?;
     let reloads = counter("ingestd_config_reloads_total", "Config reloads (SIGHUP) by outcome.", &["outcome"])?;
     let kafka_messages = counter("ingestd_kafka_messages_total", "Kafka messages by outcome.", &["source", "sink", "outcome"])?;
-    let last_commit = GaugeVec::new(Opts::new("ingestd_last_commit_timestamp_seconds", "Unix time of the last successful commit."), &["source", "sink"])?;
+    let last_commit =
+        GaugeVec::new(Opts::new("ingestd_last_commit_timestamp_seconds", "Unix time of the last successful commit."), &["source", "sink"])?;
     registry.register(Box::new(last_commit.clone()))?;
     let pending = IntGaugeVec::new(Opts::new("ingestd_pending_files", "Files admitted and waiting for their batch."), &["source"])?;
     registry.register(Box::new(pending.clone()))?;
-    let oldest_pending_seconds = GaugeVec::new(Opts::new("ingestd_oldest_pending_file_age_seconds", "Age of the oldest waiting file."), &["source"])?;
+    let oldest_pending_seconds =
+        GaugeVec::new(Opts::new("ingestd_oldest_pending_file_age_seconds", "Age of the oldest waiting file."), &["source"])?;
     registry.register(Box::new(oldest_pending_seconds.clone()))?;
-    let batches_stuck = IntGaugeVec::new(
-        Opts::new("ingestd_batches_stuck", "Batches some sinks hold and others cannot be given."),
-        &["source"],
-    )?;
+    let batches_stuck =
+        IntGaugeVec::new(Opts::new("ingestd_batches_stuck", "Batches some sinks hold and others cannot be given."), &["source"])?;
     registry.register(Box::new(batches_stuck.clone()))?;
     let build_info = IntGaugeVec::new(Opts::new("ingestd_build_info", "Build information; always 1."), &["version"])?;
     registry.register(Box::new(build_info.clone()))?;
@@ -90,9 +90,23 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let downloads = counter("ingestd_downloads_total", "Downloads of http and s3 sources by outcome.", &["source", "outcome"])?;
     let uploads = counter("ingestd_uploads_total", "Pushed uploads by HTTP status code.", &["source", "code"])?;
     Ok(Metrics {
-        registry, files, rows, bytes, bad_rows, errors, batch_seconds, commit_seconds, reloads, kafka_messages, last_commit, pending, oldest_pending_seconds,
+        registry,
+        files,
+        rows,
+        bytes,
+        bad_rows,
+        errors,
+        batch_seconds,
+        commit_seconds,
+        reloads,
+        kafka_messages,
+        last_commit,
+        pending,
+        oldest_pending_seconds,
         batches_stuck,
-        druid_tasks, downloads, uploads,
+        druid_tasks,
+        downloads,
+        uploads,
     })
 }
 

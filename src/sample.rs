@@ -19,8 +19,8 @@
 //! Strings only ever hold ASCII letters, digits, spaces and `-.,`, so nothing needs escaping and
 //! the JSON is written by hand for speed.
 
+use crate::rng::{Rng, mix64};
 use std::fmt::Write as _;
-use crate::rng::{mix64, Rng};
 use std::io;
 use std::path::Path;
 
@@ -191,11 +191,7 @@ fn csv_field(text: &str) -> String {
 ///
 /// Panics if `index >= spec.files`. Does not enforce the per-file cap (see [`write_attom_files`]).
 pub fn attom_file(spec: &AttomSpec, index: usize) -> (String /*file name*/, Vec<u8>, AttomTotals) {
-    assert!(
-        index < spec.files,
-        "file index {index} out of range for a spec of {} files",
-        spec.files
-    );
+    assert!(index < spec.files, "file index {index} out of range for a spec of {} files", spec.files);
     let (start, count) = file_rows(spec, index);
     let county_idx = index % COUNTIES.len();
     let county = &COUNTIES[county_idx];
@@ -212,15 +208,8 @@ pub fn attom_file(spec: &AttomSpec, index: usize) -> (String /*file name*/, Vec<
     };
 
     let mut rng = Rng::new(spec.seed, index as u64);
-    let mut totals = AttomTotals {
-        files: 1,
-        rows: count,
-        ..AttomTotals::default()
-    };
-    let mut j = Json {
-        out: String::with_capacity(count * 1500 + 2),
-        comma: false,
-    };
+    let mut totals = AttomTotals { files: 1, rows: count, ..AttomTotals::default() };
+    let mut j = Json { out: String::with_capacity(count * 1500 + 2), comma: false };
     j.out.push('[');
     for r in 0..count {
         if r > 0 {
@@ -239,23 +228,13 @@ pub fn attom_file(spec: &AttomSpec, index: usize) -> (String /*file name*/, Vec<
 fn check_spec(spec: &AttomSpec) -> io::Result<()> {
     let bad = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
     if spec.files == 0 {
-        return if spec.rows == 0 {
-            Ok(())
-        } else {
-            bad(format!("{} rows need at least one file", spec.rows))
-        };
+        return if spec.rows == 0 { Ok(()) } else { bad(format!("{} rows need at least one file", spec.rows)) };
     }
     if spec.files > MAX_FILES {
-        return bad(format!(
-            "{} files is more than the {MAX_FILES} distinct names",
-            spec.files
-        ));
+        return bad(format!("{} files is more than the {MAX_FILES} distinct names", spec.files));
     }
     if spec.rows.div_ceil(spec.files) > MAX_ROWS_PER_FILE {
-        return bad(format!(
-            "{} rows over {} files exceeds {MAX_ROWS_PER_FILE} records per file",
-            spec.rows, spec.files
-        ));
+        return bad(format!("{} rows over {} files exceeds {MAX_ROWS_PER_FILE} records per file", spec.rows, spec.files));
     }
     Ok(())
 }
@@ -289,13 +268,7 @@ const COUNTIES: [County; 8] = [
         lat: (33_700_000, 34_800_000),
         lon: (-118_950_000, -117_650_000),
         price_per_sqft: 450,
-        cities: &[
-            ("LOS ANGELES", "900"),
-            ("PASADENA", "911"),
-            ("LONG BEACH", "908"),
-            ("TORRANCE", "905"),
-            ("GLENDALE", "912"),
-        ],
+        cities: &[("LOS ANGELES", "900"), ("PASADENA", "911"), ("LONG BEACH", "908"), ("TORRANCE", "905"), ("GLENDALE", "912")],
     },
     County {
         fips: "06059",
@@ -304,12 +277,7 @@ const COUNTIES: [County; 8] = [
         lat: (33_400_000, 33_950_000),
         lon: (-118_100_000, -117_400_000),
         price_per_sqft: 600,
-        cities: &[
-            ("ANAHEIM", "928"),
-            ("IRVINE", "926"),
-            ("SANTA ANA", "927"),
-            ("HUNTINGTON BEACH", "926"),
-        ],
+        cities: &[("ANAHEIM", "928"), ("IRVINE", "926"), ("SANTA ANA", "927"), ("HUNTINGTON BEACH", "926")],
     },
     County {
         fips: "06073",
@@ -318,12 +286,7 @@ const COUNTIES: [County; 8] = [
         lat: (32_550_000, 33_500_000),
         lon: (-117_600_000, -116_100_000),
         price_per_sqft: 500,
-        cities: &[
-            ("SAN DIEGO", "921"),
-            ("CHULA VISTA", "919"),
-            ("OCEANSIDE", "920"),
-            ("ESCONDIDO", "920"),
-        ],
+        cities: &[("SAN DIEGO", "921"), ("CHULA VISTA", "919"), ("OCEANSIDE", "920"), ("ESCONDIDO", "920")],
     },
     County {
         fips: "06065",
@@ -332,12 +295,7 @@ const COUNTIES: [County; 8] = [
         lat: (33_430_000, 34_080_000),
         lon: (-117_670_000, -114_430_000),
         price_per_sqft: 280,
-        cities: &[
-            ("RIVERSIDE", "925"),
-            ("CORONA", "928"),
-            ("TEMECULA", "925"),
-            ("PALM SPRINGS", "922"),
-        ],
+        cities: &[("RIVERSIDE", "925"), ("CORONA", "928"), ("TEMECULA", "925"), ("PALM SPRINGS", "922")],
     },
     County {
         fips: "06071",
@@ -346,12 +304,7 @@ const COUNTIES: [County; 8] = [
         lat: (34_000_000, 35_800_000),
         lon: (-117_800_000, -114_130_000),
         price_per_sqft: 250,
-        cities: &[
-            ("SAN BERNARDINO", "924"),
-            ("FONTANA", "923"),
-            ("ONTARIO", "917"),
-            ("VICTORVILLE", "923"),
-        ],
+        cities: &[("SAN BERNARDINO", "924"), ("FONTANA", "923"), ("ONTARIO", "917"), ("VICTORVILLE", "923")],
     },
     County {
         fips: "06085",
@@ -360,11 +313,7 @@ const COUNTIES: [County; 8] = [
         lat: (36_900_000, 37_480_000),
         lon: (-122_200_000, -121_200_000),
         price_per_sqft: 900,
-        cities: &[
-            ("SAN JOSE", "951"),
-            ("PALO ALTO", "943"),
-            ("SUNNYVALE", "940"),
-        ],
+        cities: &[("SAN JOSE", "951"), ("PALO ALTO", "943"), ("SUNNYVALE", "940")],
     },
     County {
         fips: "06001",
@@ -382,11 +331,7 @@ const COUNTIES: [County; 8] = [
         lat: (38_000_000, 38_740_000),
         lon: (-121_860_000, -121_030_000),
         price_per_sqft: 300,
-        cities: &[
-            ("SACRAMENTO", "958"),
-            ("ELK GROVE", "957"),
-            ("FOLSOM", "956"),
-        ],
+        cities: &[("SACRAMENTO", "958"), ("ELK GROVE", "957"), ("FOLSOM", "956")],
     },
 ];
 
@@ -446,14 +391,7 @@ fn write_record(j: &mut Json, rng: &mut Rng, ctx: &FileCtx, global: u64, totals:
             j.fixed("lotSize1", acres_e4, 4);
             j.int("lotSize2", (acres_e4 * 43_560 + 5_000) / 10_000);
         }
-        j.str(
-            "pooltype",
-            if rng.below(100) < 80 {
-                "NO POOL"
-            } else {
-                "POOL"
-            },
-        );
+        j.str("pooltype", if rng.below(100) < 80 { "NO POOL" } else { "POOL" });
     }
     j.close();
 
@@ -477,18 +415,8 @@ fn write_record(j: &mut Json, rng: &mut Rng, ctx: &FileCtx, global: u64, totals:
     j.strf("line1", format_args!("{number} {street} {suffix}"));
     j.strf("line2", format_args!("{city}, CA {zip3}{zip_tail:02}"));
     j.str("locality", city);
-    j.str(
-        "matchCode",
-        if rng.below(100) < 90 {
-            "ExaStr"
-        } else {
-            "ExaAdr"
-        },
-    );
-    j.strf(
-        "oneLine",
-        format_args!("{number} {street} {suffix}, {city}, CA {zip3}{zip_tail:02}"),
-    );
+    j.str("matchCode", if rng.below(100) < 90 { "ExaStr" } else { "ExaAdr" });
+    j.strf("oneLine", format_args!("{number} {street} {suffix}, {city}, CA {zip3}{zip_tail:02}"));
     j.strf("postal1", format_args!("{zip3}{zip_tail:02}"));
     j.strf("postal2", format_args!("{:04}", rng.range(1, 9_999)));
     let route = *rng.pick(&["R", "C", "H"]);
@@ -505,15 +433,9 @@ fn write_record(j: &mut Json, rng: &mut Rng, ctx: &FileCtx, global: u64, totals:
     j.fixed_str("longitude", lon, 6);
     j.raw("distance", "0.0");
     let (cs, db) = (rng.range(1, 9_999_999), rng.range(1, 9_999_999));
-    j.strf(
-        "geoid",
-        format_args!("CO{}, CS{cs:07}, DB{db:07}, ZI{zip3}{zip_tail:02}", c.fips),
-    );
+    j.strf("geoid", format_args!("CO{}, CS{cs:07}, DB{db:07}, ZI{zip3}{zip_tail:02}", c.fips));
     j.open("geoIdV4");
-    j.strf(
-        "CO",
-        format_args!("{:016x}{:016x}", ctx.county_co_hash, !ctx.county_co_hash),
-    );
+    j.strf("CO", format_args!("{:016x}{:016x}", ctx.county_co_hash, !ctx.county_co_hash));
     for key in ["DB", "ZI"] {
         let (h, l) = (rng.next_u64(), rng.next_u64());
         j.strf(key, format_args!("{h:016x}{l:016x}"));
@@ -529,30 +451,11 @@ fn write_record(j: &mut Json, rng: &mut Rng, ctx: &FileCtx, global: u64, totals:
     };
     let (propclass, propsubtype, proptype, landuse, indicator) = [
         ("Single Family Residence", "HOUSE", "SFR", "SFR", 10),
-        (
-            "Condominium",
-            "CONDOMINIUM",
-            "CONDOMINIUM",
-            "CONDOMINIUM",
-            11,
-        ),
-        (
-            "Apartment or Multi Family",
-            "DUPLEX",
-            "DUPLEX",
-            "DUPLEX",
-            21,
-        ),
+        ("Condominium", "CONDOMINIUM", "CONDOMINIUM", "CONDOMINIUM", 11),
+        ("Apartment or Multi Family", "DUPLEX", "DUPLEX", "DUPLEX", 21),
     ][kind];
     j.open("summary");
-    j.str(
-        "absenteeInd",
-        if rng.below(100) < 65 {
-            "OWNER OCCUPIED"
-        } else {
-            "ABSENTEE OWNER"
-        },
-    );
+    j.str("absenteeInd", if rng.below(100) < 65 { "OWNER OCCUPIED" } else { "ABSENTEE OWNER" });
     j.str("propclass", propclass);
     j.str("propsubtype", propsubtype);
     j.str("proptype", proptype);
@@ -564,27 +467,12 @@ fn write_record(j: &mut Json, rng: &mut Rng, ctx: &FileCtx, global: u64, totals:
     }
     j.str("propLandUse", landuse);
     j.int("propIndicator", indicator);
-    let (tract, lotnum, blk) = (
-        rng.range(1_000, 99_999),
-        rng.range(1, 120),
-        rng.range(1, 30),
-    );
-    j.strf(
-        "legal1",
-        format_args!("TRACT NO {tract} LOT {lotnum} BLK {blk}"),
-    );
+    let (tract, lotnum, blk) = (rng.range(1_000, 99_999), rng.range(1, 120), rng.range(1, 30));
+    j.strf("legal1", format_args!("TRACT NO {tract} LOT {lotnum} BLK {blk}"));
     j.close();
 
-    let sqft = if kind == 1 {
-        rng.range(500, 2_000)
-    } else {
-        rng.range(750, 4_200)
-    };
-    let beds = if kind == 1 {
-        rng.range(1, 3)
-    } else {
-        rng.range(2, 6)
-    };
+    let sqft = if kind == 1 { rng.range(500, 2_000) } else { rng.range(750, 4_200) };
+    let beds = if kind == 1 { rng.range(1, 3) } else { rng.range(2, 6) };
     let has_building = rng.below(1000) >= 20;
     if has_building {
         j.open("building");
@@ -629,10 +517,7 @@ fn write_record(j: &mut Json, rng: &mut Rng, ctx: &FileCtx, global: u64, totals:
     }
     j.date("salerecdate", rec);
     j.str("saledisclaimer", "As recorded");
-    j.strf(
-        "saledocnum",
-        format_args!("{}{:07}", ctx.year, rng.range(1, 9_999_999)),
-    );
+    j.strf("saledocnum", format_args!("{}{:07}", ctx.year, rng.range(1, 9_999_999)));
     let trans_type = match rng.below(100) {
         0..=89 => "Resale",
         90..=95 => "New Construction",
@@ -869,11 +754,7 @@ mod tests {
                     Value::Null => nulls += 1,
                     v => sum += v.as_i64().expect("saleamt int"),
                 }
-                let l: f64 = at(r, "/location/latitude")
-                    .as_str()
-                    .expect("lat str")
-                    .parse()
-                    .expect("lat");
+                let l: f64 = at(r, "/location/latitude").as_str().expect("lat str").parse().expect("lat");
                 lat += (l * 1e6).round() as i64;
                 no_building += usize::from(r.get("building").is_none());
                 zero_year += usize::from(at(r, "/summary/yearbuilt").as_i64() == Some(0));
@@ -894,10 +775,7 @@ mod tests {
         let recs = parse(&bytes);
         assert_eq!(recs.len(), 2_000);
         let per_record = bytes.len() / recs.len();
-        assert!(
-            (1_200..=1_600).contains(&per_record),
-            "{per_record} bytes per record"
-        );
+        assert!((1_200..=1_600).contains(&per_record), "{per_record} bytes per record");
 
         let count = |f: &dyn Fn(&Value) -> bool| recs.iter().filter(|r| f(r)).count();
         let is_unpadded = |v: &Value| {
@@ -913,29 +791,18 @@ mod tests {
             }),
             2_000
         );
-        assert!(
-            count(&|r| at(r, "/sale/saleTransDate")
-                .as_str()
-                .is_some_and(|s| s.len() < 10))
-                > 0
-        );
+        assert!(count(&|r| at(r, "/sale/saleTransDate").as_str().is_some_and(|s| s.len() < 10)) > 0);
         assert_eq!(count(&|r| is_unpadded(at(r, "/vintage/pubDate"))), 2_000);
         assert_eq!(count(&|r| at(r, "/location/latitude").is_string()), 2_000);
         assert_eq!(count(&|r| at(r, "/location/longitude").is_string()), 2_000);
         assert_eq!(
-            count(&|r| at(r, "/address/postal1")
-                .as_str()
-                .is_some_and(|z| z.len() == 5 && z.bytes().all(|b| b.is_ascii_digit()))),
+            count(&|r| at(r, "/address/postal1").as_str().is_some_and(|z| z.len() == 5 && z.bytes().all(|b| b.is_ascii_digit()))),
             2_000
         );
 
         let zero_year = count(&|r| at(r, "/summary/yearbuilt").as_i64() == Some(0));
         let no_building = count(&|r| r.get("building").is_none());
-        let empty_lot = count(&|r| {
-            r.get("lot")
-                .and_then(Value::as_object)
-                .is_some_and(|o| o.is_empty())
-        });
+        let empty_lot = count(&|r| r.get("lot").and_then(Value::as_object).is_some_and(|o| o.is_empty()));
         let null_price = count(&|r| at(r, "/sale/amount/saleamt").is_null());
         let lot_null = count(&|r| r.pointer("/lot/lotSize1").is_some_and(Value::is_null));
         let lot_int = count(&|r| at(r, "/lot/lotSize1").is_u64());
@@ -955,10 +822,7 @@ mod tests {
         ] {
             assert!(n > 0, "no record with {what}");
         }
-        assert!(
-            lot_float > 1_500 && bath_float > 1_500,
-            "quirks stay the exception"
-        );
+        assert!(lot_float > 1_500 && bath_float > 1_500, "quirks stay the exception");
         assert_eq!(zero_year, t.zero_year_built);
         assert_eq!(no_building, t.missing_building);
         assert_eq!(null_price, t.null_sale_price);
@@ -975,10 +839,7 @@ mod tests {
         assert_eq!(rows, [1, 1, 1, 0, 0]);
 
         let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(
-            write_attom_files(dir.path(), &spec(0, 0, 0)).expect("empty spec"),
-            AttomTotals::default()
-        );
+        assert_eq!(write_attom_files(dir.path(), &spec(0, 0, 0)).expect("empty spec"), AttomTotals::default());
         let t = write_attom_files(&dir.path().join("nested/dir"), &s).expect("rows < files");
         assert_eq!((t.files, t.rows), (5, 3));
 

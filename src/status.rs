@@ -160,7 +160,12 @@ mod tests {
         board.source("a", |_| {});
         board.sink("a", "lake", |_| {});
         let why = board.not_ready().unwrap();
-        assert!(why.contains("ledger not open") && why.contains("source a: start-up scan not done") && why.contains("sink lake: not reached yet"), "{why}");
+        assert!(
+            why.contains("ledger not open")
+                && why.contains("source a: start-up scan not done")
+                && why.contains("sink lake: not reached yet"),
+            "{why}"
+        );
         board.set_ledger_open(true);
         board.source("a", |s| s.watched = true);
         board.sink("a", "lake", |s| s.reachable = true);

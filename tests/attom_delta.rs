@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use ingestd::sample::{write_attom_files, AttomSpec};
+use ingestd::sample::{AttomSpec, write_attom_files};
 
 fn spec(files: usize, rows: usize) -> AttomSpec {
     AttomSpec { files, rows, seed: 7 }

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use ingestd::sample::{write_attom_files, AttomSpec};
+use ingestd::sample::{AttomSpec, write_attom_files};
 use std::time::Duration;
 
 #[test]

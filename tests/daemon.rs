@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use ingestd::sample::{attom_file, AttomSpec};
+use ingestd::sample::{AttomSpec, attom_file};
 use std::time::{Duration, Instant};
 
 /// Waits (up to a generous bound; this is not a latency assertion) until the table has `rows`.

@@ -34,10 +34,7 @@ fn fast(extra: &str) -> String {
 }
 
 fn batch_config(url: &str, extra: &str) -> DruidBatchConfig {
-    let text = format!(
-        "overlord = \"{url}\"\ndatasource = \"sales\"\ntimestamp_column = \"sold_at\"\nlake = \"lake\"\n{}",
-        fast(extra)
-    );
+    let text = format!("overlord = \"{url}\"\ndatasource = \"sales\"\ntimestamp_column = \"sold_at\"\nlake = \"lake\"\n{}", fast(extra));
     toml::from_str(&text).expect("batch config")
 }
 
@@ -63,7 +60,10 @@ fn tasks(config: &DruidBatchConfig, seq: i64) -> impl Fn(u32) -> Result<Task, Sp
 #[tokio::test]
 async fn supervisor_spec_is_accepted_with_typed_dimensions_and_kafka_settings() {
     let mock = DruidMock::start().await;
-    let config = supervisor_config(&mock.url(), "segment_granularity = \"HOUR\"\n[metrics]\ntotal = { kind = \"longSum\", column = \"sale_price\" }");
+    let config = supervisor_config(
+        &mock.url(),
+        "segment_granularity = \"HOUR\"\n[metrics]\ntotal = { kind = \"longSum\", column = \"sale_price\" }",
+    );
     let mut props = IndexMap::new();
     props.insert("security.protocol".to_string(), "SASL_SSL".to_string());
     let spec = druid::supervisor_spec(&schema(), &config, "sales-rows", "k1:9092", &props).unwrap();

@@ -190,7 +190,10 @@ fn a_crash_after_the_task_was_accepted_does_not_load_the_batch_twice() {
     assert_eq!(mock.task_ids(), ["ingestd_test_attom_sales_1"], "exactly one task accepted for the batch");
     assert!(mock.task("ingestd_test_attom_sales_1").expect("task").polls >= 3, "the original task is polled again");
     let status = stdout(&ws.ingestd(&["status"]));
-    assert!(status.contains("attom -> druid: batch 1, druid task ingestd_test_attom_sales_1 SUCCESS (1 attempt, submitted before)"), "{status}");
+    assert!(
+        status.contains("attom -> druid: batch 1, druid task ingestd_test_attom_sales_1 SUCCESS (1 attempt, submitted before)"),
+        "{status}"
+    );
     assert!(!status.contains("in_flight"), "{status}");
 }
 
@@ -198,12 +201,25 @@ fn a_crash_after_the_task_was_accepted_does_not_load_the_batch_twice() {
 fn check_names_the_key_of_a_druid_sink_without_its_lake_first() {
     let overlord = "http://127.0.0.1:8081";
     let cases = [
-        (druid_config(overlord, "[\"lake\", \"druid\"]", "").replace("lake = \"lake\"", "lake = \"missing\""), "sinks.druid.lake: no sink named \"missing\""),
-        (druid_config(overlord, "[\"druid\", \"lake\"]", ""), "sources.attom.sinks[0]: druid sink \"druid\" loads the commits of \"lake\", which this source lists after it"),
-        (druid_config(overlord, "[\"druid\"]", ""), "sources.attom.sinks[0]: druid sink \"druid\" loads the commits of \"lake\", which this source does not list"),
-        (druid_config(overlord, "[\"lake\", \"druid\"]", "dimensions = [\"zip\"]"), "sinks.druid.dimensions: \"zip\" is not a column of source \"attom\""),
         (
-            druid_config(overlord, "[\"lake\", \"druid\"]", "dimensions = [\"type\"]").replace("uri = \"lake/attom\"", "uri = \"lake/attom\"\npartition_by = [\"type\"]"),
+            druid_config(overlord, "[\"lake\", \"druid\"]", "").replace("lake = \"lake\"", "lake = \"missing\""),
+            "sinks.druid.lake: no sink named \"missing\"",
+        ),
+        (
+            druid_config(overlord, "[\"druid\", \"lake\"]", ""),
+            "sources.attom.sinks[0]: druid sink \"druid\" loads the commits of \"lake\", which this source lists after it",
+        ),
+        (
+            druid_config(overlord, "[\"druid\"]", ""),
+            "sources.attom.sinks[0]: druid sink \"druid\" loads the commits of \"lake\", which this source does not list",
+        ),
+        (
+            druid_config(overlord, "[\"lake\", \"druid\"]", "dimensions = [\"zip\"]"),
+            "sinks.druid.dimensions: \"zip\" is not a column of source \"attom\"",
+        ),
+        (
+            druid_config(overlord, "[\"lake\", \"druid\"]", "dimensions = [\"type\"]")
+                .replace("uri = \"lake/attom\"", "uri = \"lake/attom\"\npartition_by = [\"type\"]"),
             "sinks.druid.dimensions: \"type\" is a partition column of \"lake\"",
         ),
     ];
@@ -223,7 +239,9 @@ fn check_names_the_key_of_a_druid_sink_without_its_lake_first() {
 fn kafka_config(druid: &str) -> String {
     attom_config("").replace("sinks = [\"lake\"]", "sinks = [\"lake\", \"events\"]")
         + "[sinks.events]\nkind = \"kafka\"\nbrokers = \"broker1:9092,broker2:9092\"\ntopic = \"sales\"\nproperties = { \"client.id\" = \"ingestd-test\" }\n"
-        + &format!("[sinks.events.druid]\noverlord = \"http://127.0.0.1:8081\"\ndatasource = \"sales\"\ntimestamp_column = \"transaction_date\"\n{druid}")
+        + &format!(
+            "[sinks.events.druid]\noverlord = \"http://127.0.0.1:8081\"\ndatasource = \"sales\"\ntimestamp_column = \"transaction_date\"\n{druid}"
+        )
 }
 
 #[test]
@@ -246,7 +264,14 @@ fn supervisor_spec_prints_the_kafka_sinks_spec() {
         .iter()
         .map(|d| (d["name"].as_str().unwrap_or("?").to_string(), d["type"].as_str().unwrap_or("?").to_string()))
         .collect();
-    let want = [("zipcode", "string"), ("type", "string"), ("sale_price", "long"), ("lot_size", "double"), ("year_built", "long"), ("_ingested_at", "long")];
+    let want = [
+        ("zipcode", "string"),
+        ("type", "string"),
+        ("sale_price", "long"),
+        ("lot_size", "double"),
+        ("year_built", "long"),
+        ("_ingested_at", "long"),
+    ];
     assert_eq!(dims, want.map(|(n, t)| (n.to_string(), t.to_string())));
     assert_eq!(schema["metricsSpec"], serde_json::json!([{"type": "count", "name": "rows"}]));
     assert_eq!(schema["transformSpec"]["transforms"][0]["name"], "_ingested_at", "RFC 3339 text parsed to millis");
@@ -266,7 +291,11 @@ fn supervisor_spec_prints_the_kafka_sinks_spec() {
     let inferred = Workspace::with_config(&kafka_config("").replace(ATTOM_COLUMNS, ""));
     let out = inferred.ingestd(&["druid", "supervisor-spec", "events"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("run `ingestd once` on a file first"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("run `ingestd once` on a file first"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

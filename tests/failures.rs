@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use ingestd::sample::{write_attom_files, AttomSpec};
+use ingestd::sample::{AttomSpec, write_attom_files};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -57,7 +57,9 @@ fn a_second_daemon_on_the_same_folder_is_refused_with_a_clear_error() {
     // Its sources (and their folder locks) are set up before it logs that it runs.
     let running = || usize::from(std::fs::read_to_string(ws.path("first.log")).unwrap_or_default().contains("ingestd running"));
     assert_eq!(wait_until(Duration::from_secs(30), 1, running), 1, "the first daemon did not start");
-    let config = std::fs::read_to_string(ws.path("config.toml")).unwrap().replace("instance = \"test\"", "instance = \"other\"\nstate_dir = \"state2\"");
+    let config = std::fs::read_to_string(ws.path("config.toml"))
+        .unwrap()
+        .replace("instance = \"test\"", "instance = \"other\"\nstate_dir = \"state2\"");
     std::fs::write(ws.path("config2.toml"), config).unwrap();
     let out = ws.ingestd(&["run", "--config", "config2.toml"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -83,7 +85,10 @@ fn a_truncated_ledger_is_reported_set_aside_and_rebuilt_without_duplicates() {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["totals"]["rows"], 0);
     assert_eq!(delta_rows(&ws.path("lake/attom")), 3_000);
-    let aside = std::fs::read_dir(ws.path("state")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("damaged")).count();
+    let aside = std::fs::read_dir(ws.path("state"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("damaged"))
+        .count();
     assert_eq!(aside, 1, "the damaged ledger is kept aside for inspection");
 }
 
@@ -196,7 +201,9 @@ fn renames_and_deletes_during_scans_crash_nothing() {
         drop_id(&ws, &name, id);
         match id % 3 {
             0 => kept.push(id),
-            1 => std::fs::rename(ws.path("drop").join(&name), ws.path("drop").join(format!("r{id}.ndjson"))).map(|_| kept.push(id)).unwrap(),
+            1 => {
+                std::fs::rename(ws.path("drop").join(&name), ws.path("drop").join(format!("r{id}.ndjson"))).map(|_| kept.push(id)).unwrap()
+            }
             _ => std::fs::remove_file(ws.path("drop").join(&name)).unwrap(),
         }
     }
@@ -215,7 +222,9 @@ fn renames_and_deletes_during_scans_crash_nothing() {
 #[test]
 fn a_file_rewritten_after_commit_follows_allow_overwrites() {
     for (allow, added) in [(true, 1), (false, 0)] {
-        let ws = Workspace::with_config(&IDS_CONFIG.replace("RELIST", "30s").replace("sinks = [\"lake\"]", &format!("sinks = [\"lake\"]\nallow_overwrites = {allow}")));
+        let ws = Workspace::with_config(
+            &IDS_CONFIG.replace("RELIST", "30s").replace("sinks = [\"lake\"]", &format!("sinks = [\"lake\"]\nallow_overwrites = {allow}")),
+        );
         ws.drop_file("f.ndjson", b"{\"id\": 1}\n");
         assert_eq!(ws.once()["totals"]["rows"], 1);
         std::thread::sleep(Duration::from_millis(20));

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use ingestd::sample::{attom_file, AttomSpec};
+use ingestd::sample::{AttomSpec, attom_file};
 use std::io::Write;
 
 #[test]
@@ -17,7 +17,8 @@ fn the_raw_api_envelope_gzip_and_zstd_all_land() {
         expected += totals.rows;
         match index {
             0 => {
-                let mut envelope = br#"{"status": {"version": "1.0.0", "code": 0, "msg": "SuccessWithResult", "total": 300}, "property": "#.to_vec();
+                let mut envelope =
+                    br#"{"status": {"version": "1.0.0", "code": 0, "msg": "SuccessWithResult", "total": 300}, "property": "#.to_vec();
                 envelope.extend_from_slice(&bytes);
                 envelope.extend_from_slice(b"}");
                 ws.drop_file(&name, &envelope);

@@ -8,7 +8,7 @@ mod http_server;
 
 use common::*;
 use http_server::PyServer;
-use ingestd::sample::{attom_file, write_attom_files, AttomSpec};
+use ingestd::sample::{AttomSpec, attom_file, write_attom_files};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 

@@ -47,7 +47,8 @@ fn lake_rows(ws: &Workspace) -> HashMap<String, usize> {
     let mut out = HashMap::new();
     for batch in read_delta(&ws.path("lake/attom")) {
         let mut json = Vec::new();
-        let mut writer = arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::LineDelimited>(&mut json);
+        let mut writer =
+            arrow::json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow::json::writer::LineDelimited>(&mut json);
         writer.write(&batch).unwrap();
         writer.finish().unwrap();
         drop(writer);
@@ -83,8 +84,9 @@ fn check_committed_batches_match_lake(t: &Torture, brokers: &str, hashes: &HashM
         let (seq, state) = row.unwrap();
         states.insert(seq.to_string(), state);
     }
-    let (committed, aborted): (Vec<KafkaRow>, Vec<KafkaRow>) =
-        read_topic_from(brokers, TOPIC).into_iter().partition(|m| states.get(&m.headers["ingestd.batch"]).map(String::as_str) == Some("committed"));
+    let (committed, aborted): (Vec<KafkaRow>, Vec<KafkaRow>) = read_topic_from(brokers, TOPIC)
+        .into_iter()
+        .partition(|m| states.get(&m.headers["ingestd.batch"]).map(String::as_str) == Some("committed"));
     for m in &aborted {
         assert_eq!(states.get(&m.headers["ingestd.batch"]).map(String::as_str), Some("abandoned"), "{:?}", m.headers);
     }
@@ -139,7 +141,8 @@ fn check_messages_match_lake(t: &Torture, brokers: &str, messages: Vec<KafkaRow>
 /// failure report needs to tell a reader's, a broker's and the sink's faults apart.
 fn explain_difference(t: &Torture, brokers: &str, messages: &[KafkaRow]) {
     let checked: std::collections::BTreeSet<(i32, i64)> = messages.iter().map(|m| (m.partition, m.offset)).collect();
-    let again: std::collections::BTreeSet<(i32, i64)> = read_topic_rdkafka(brokers, TOPIC).iter().map(|m| (m.partition, m.offset)).collect();
+    let again: std::collections::BTreeSet<(i32, i64)> =
+        read_topic_rdkafka(brokers, TOPIC).iter().map(|m| (m.partition, m.offset)).collect();
     println!(
         "librdkafka reads {} messages; offsets only it returned: {:?}; only the checked read: {:?}",
         again.len(),
@@ -327,14 +330,23 @@ fn delivery_failures_are_retried_counted_and_then_recovered() {
     // ready, naming the sink: only a commit makes it ready again.
     for _ in 0..60 {
         let (code, status) = http(port, "/readyz");
-        assert_eq!(code, 503, "ready while every delivery fails: {status}\n{}", std::fs::read_to_string(t.ws.path("run.log")).unwrap_or_default());
+        assert_eq!(
+            code,
+            503,
+            "ready while every delivery fails: {status}\n{}",
+            std::fs::read_to_string(t.ws.path("run.log")).unwrap_or_default()
+        );
         assert!(status.contains("events"), "{status}");
         std::thread::sleep(Duration::from_millis(100));
     }
     cluster.clear_request_errors(RDKafkaApiKey::Produce);
     let rest = t.staged.len();
     t.arrive(rest);
-    assert_eq!(wait_until(Duration::from_secs(120), 600, || read_topic_from(&brokers, TOPIC).len()), 600, "retried after the broker came back");
+    assert_eq!(
+        wait_until(Duration::from_secs(120), 600, || read_topic_from(&brokers, TOPIC).len()),
+        600,
+        "retried after the broker came back"
+    );
     let ready = || usize::from(http(port, "/readyz").0 == 200);
     assert_eq!(wait_until(Duration::from_secs(30), 1, ready), 1, "ready once a commit succeeds: {:?}", http(port, "/readyz"));
     terminate(daemon);

@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use ingestd::sample::{write_attom_files, AttomSpec};
+use ingestd::sample::{AttomSpec, write_attom_files};
 
 /// 40 files committed one per batch into a table partitioned by `type`, with upkeep tuned to
 /// act often.
@@ -30,7 +30,8 @@ fn small_commits_are_compacted_checkpointed_and_vacuumed_without_touching_rows()
     // Partition columns live in the paths: every file, compacted or not, sits in its partition.
     let active = active_files(&table);
     assert!(active.iter().all(|uri| uri.contains("/type=")), "{active:?}");
-    let types = active.iter().filter_map(|uri| uri.split("/type=").nth(1)?.split('/').next()).collect::<std::collections::HashSet<_>>().len();
+    let types =
+        active.iter().filter_map(|uri| uri.split("/type=").nth(1)?.split('/').next()).collect::<std::collections::HashSet<_>>().len();
     assert!(active.len() < 40 * types / 2, "{} active files for 40 commits over {types} partitions", active.len());
     assert_eq!(data_files(&table).len(), active.len(), "vacuum (retention 0s) deleted every replaced file");
     assert!(table.join("_delta_log/_last_checkpoint").exists(), "a checkpoint was written");

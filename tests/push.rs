@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use ingestd::sample::{attom_file, AttomSpec};
+use ingestd::sample::{AttomSpec, attom_file};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -232,14 +232,21 @@ fn uploads_with_curl_land_once_and_everything_else_lands_nothing() {
         assert_eq!(reply.code, 404, "{source}: {}", reply.body);
         assert!(reply.json()["error"].as_str().is_some_and(|e| e.contains(source)), "{}", reply.body);
     }
-    let other: Vec<PathBuf> = walk_files(&ws.path("drop-other")).into_iter().filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.'))).collect();
+    let other: Vec<PathBuf> = walk_files(&ws.path("drop-other"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+        .collect();
     assert!(other.is_empty(), "{other:?}");
 
     // Names that would escape the folder, hide or break lines: 400, naming the file.
     for encoded in ["..", "%2E%2E", "a%2Fb", "..%2F..%2Fescaped", "%2Fetc%2Fescaped", "%00x", "a%0Ab", "a%5Cb", ".hidden", "x.part"] {
         // `-T` would append the local file's name to a URL curl resolves to a folder; send the
         // body as data to keep the path exactly as written.
-        let reply = curl(&ws, &["--path-as-is", "-X", "PUT", "--data-binary", &format!("@{path2s}"), "-H", &bearer(TOKEN)], &url(port, "attom", encoded));
+        let reply = curl(
+            &ws,
+            &["--path-as-is", "-X", "PUT", "--data-binary", &format!("@{path2s}"), "-H", &bearer(TOKEN)],
+            &url(port, "attom", encoded),
+        );
         assert_eq!(reply.code, 400, "{encoded}: {}", reply.body);
         assert!(reply.json()["error"].as_str().is_some_and(|e| e.contains("file name")), "{encoded}: {}", reply.body);
     }
@@ -275,7 +282,11 @@ fn uploads_with_curl_land_once_and_everything_else_lands_nothing() {
             all.extend_from_slice(&["-H", &auth]);
             let reply = curl_with_stdin(&ws, &all, &big_url, stdin);
             assert_eq!(reply.code, 413, "round {round}, {args:?}: {} {}", reply.body, reply.headers);
-            assert!(reply.json()["error"].as_str().is_some_and(|e| e.contains("big.json") && e.contains(&MAX_SIZE.to_string())), "{}", reply.body);
+            assert!(
+                reply.json()["error"].as_str().is_some_and(|e| e.contains("big.json") && e.contains(&MAX_SIZE.to_string())),
+                "{}",
+                reply.body
+            );
         }
         // A refusal before the body is read (here, no token) reaches a client already sending.
         let reply = curl(&ws, &["-T", &path2s, "-H", "Expect:"], &url(port, "attom", "no-token.json"));
@@ -326,7 +337,8 @@ fn uploads_with_curl_land_once_and_everything_else_lands_nothing() {
 
     // Nothing refused or duplicated reached the table: every record once.
     let batches = read_delta(&table);
-    let (lost, duplicated, unexpected) = compare_rows(&fingerprints_of_files(&files.iter().map(|f| f.1.clone()).collect::<Vec<_>>()), &fingerprints_of_table(&batches));
+    let (lost, duplicated, unexpected) =
+        compare_rows(&fingerprints_of_files(&files.iter().map(|f| f.1.clone()).collect::<Vec<_>>()), &fingerprints_of_table(&batches));
     assert_eq!((lost, duplicated, unexpected), (0, 0, 0));
 
     // Every answer was counted by code.

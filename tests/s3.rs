@@ -49,14 +49,20 @@ fn credentials_from_the_aws_environment_and_errors_without_secrets() {
     stage_attom(&ws.path("drop"), 2, 500, 12);
     let env = [("AWS_ACCESS_KEY_ID", ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", SECRET_KEY), ("AWS_REGION", "us-east-1")];
     let mut child = spawn_run_with_env(&ws, &[], &env, "run.log");
-    let rows = wait_until(Duration::from_secs(60), 500, || if moto_has_log(&moto, "fromenv") { row_count(&moto.read_delta("s3://lake/fromenv")) } else { 0 });
+    let rows = wait_until(Duration::from_secs(60), 500, || {
+        if moto_has_log(&moto, "fromenv") { row_count(&moto.read_delta("s3://lake/fromenv")) } else { 0 }
+    });
     signal(&child, "TERM");
     assert!(child.wait().unwrap().success());
     assert_eq!(rows, 500);
 
     // A bucket that does not exist: the batch fails with the bucket named, and no secret.
     let missing = bucket_table_workspace("nobucket", "t", &moto.config_keys());
-    std::fs::write(missing.path("config.toml"), std::fs::read_to_string(missing.path("config.toml")).unwrap().replace("s3://lake/t", "s3://no-such-bucket/t")).unwrap();
+    std::fs::write(
+        missing.path("config.toml"),
+        std::fs::read_to_string(missing.path("config.toml")).unwrap().replace("s3://lake/t", "s3://no-such-bucket/t"),
+    )
+    .unwrap();
     stage_attom(&missing.path("drop"), 1, 10, 13);
     let out = missing.ingestd(&["once"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -114,7 +120,8 @@ fn the_s3_source_ingests_objects_uploaded_with_a_standard_client_once() {
         upload(path, &format!("pulls/{}", path.file_name().unwrap().to_string_lossy()));
     }
     upload(&staged[0], "elsewhere/not-under-the-prefix");
-    let config = attom_config("kind = \"s3\"\nurl = \"s3://landing/pulls\"\n").replace("path = \"drop\"\n", "") + &format!("[sources.attom.s3]\n{}", moto.config_keys());
+    let config = attom_config("kind = \"s3\"\nurl = \"s3://landing/pulls\"\n").replace("path = \"drop\"\n", "")
+        + &format!("[sources.attom.s3]\n{}", moto.config_keys());
     let ws = Workspace::with_config(&config);
 
     let first = ws.once();
@@ -132,7 +139,8 @@ fn the_s3_source_ingests_objects_uploaded_with_a_standard_client_once() {
 
     let rows = read_delta(&ws.path("lake/attom"));
     assert_eq!(compare_rows(&fingerprints_of_files(&staged), &fingerprints_of_table(&rows)), (0, 0, 0));
-    let landing: Vec<_> = walk_files(&ws.path("state/landing/attom")).into_iter().filter(|p| !p.to_string_lossy().contains(".ingestd-partial")).collect();
+    let landing: Vec<_> =
+        walk_files(&ws.path("state/landing/attom")).into_iter().filter(|p| !p.to_string_lossy().contains(".ingestd-partial")).collect();
     let landing: Vec<_> = landing.into_iter().filter(|p| p.file_name().is_some_and(|n| n != ".ingestd.lock")).collect();
     assert!(landing.is_empty(), "downloaded copies are deleted after commit: {landing:?}");
 

@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use ingestd::sample::{attom_file, write_attom_files, AttomSpec};
+use ingestd::sample::{AttomSpec, attom_file, write_attom_files};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -213,7 +213,12 @@ fn prometheus_scrapes_the_rows_committed_and_promtool_accepts_metrics_and_rules(
     let _ = prometheus.kill();
     let _ = prometheus.wait();
     terminate(daemon);
-    assert_eq!(answer, totals.rows.to_string(), "Prometheus log:\n{}", std::fs::read_to_string(ws.path("prometheus.log")).unwrap_or_default());
+    assert_eq!(
+        answer,
+        totals.rows.to_string(),
+        "Prometheus log:\n{}",
+        std::fs::read_to_string(ws.path("prometheus.log")).unwrap_or_default()
+    );
 }
 
 /// A crash between the commits of two sinks, then the batch's file deleted: the batch cannot be
@@ -221,7 +226,8 @@ fn prometheus_scrapes_the_rows_committed_and_promtool_accepts_metrics_and_rules(
 #[test]
 fn a_stuck_batch_shows_on_readyz_status_and_metrics() {
     let port = free_port();
-    let config = config_on(port, "").replace("sinks = [\"lake\"]", "sinks = [\"lake\", \"files\"]") + "[sinks.files]\nkind = \"parquet\"\npath = \"files\"\n";
+    let config = config_on(port, "").replace("sinks = [\"lake\"]", "sinks = [\"lake\", \"files\"]")
+        + "[sinks.files]\nkind = \"parquet\"\npath = \"files\"\n";
     let ws = Workspace::with_config(&config);
     drop_attom(&ws, "drop", &AttomSpec { files: 1, rows: 50, seed: 5 }, 0);
     let crashed = Command::new(BIN)

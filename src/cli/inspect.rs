@@ -3,8 +3,8 @@
 
 use crate::config::{BadRowPolicy, Config, FormatConfig, SourceConfig};
 use crate::decode::{self, DecodeError};
-use crate::map::{infer, Mapping};
-use anyhow::{bail, Context, Result};
+use crate::map::{Mapping, infer};
+use anyhow::{Context, Result, bail};
 use std::path::Path;
 
 pub(super) fn inspect(config: Option<&Config>, file: &Path, source: Option<&str>, rows: usize) -> Result<i32> {
@@ -27,9 +27,11 @@ pub(super) fn inspect(config: Option<&Config>, file: &Path, source: Option<&str>
         Some(s) if !s.columns.is_empty() => s.columns.clone(),
         _ => inferred.clone(),
     };
-    let (metadata, policy, nulls) = source
-        .map(|s| (s.metadata_columns, s.on_bad_row, s.format.csv.null_values.clone()))
-        .unwrap_or((false, BadRowPolicy::Null, vec![String::new()]));
+    let (metadata, policy, nulls) = source.map(|s| (s.metadata_columns, s.on_bad_row, s.format.csv.null_values.clone())).unwrap_or((
+        false,
+        BadRowPolicy::Null,
+        vec![String::new()],
+    ));
     let mapping = Mapping::new(&columns, metadata, policy, nulls).map_err(|e| anyhow::anyhow!(e))?;
     println!("\nschema after mapping:");
     for field in mapping.schema().fields() {
@@ -55,7 +57,9 @@ fn first_rows(
     let mut bad = 0;
     let mut seen = 0usize;
     let result = decode::open(file, name, format)?.decode(&plan, &mut |raw| {
-        let mapped = mapping.apply(&raw, name, chrono::Utc::now().timestamp_micros(), seen as u64 + 1).map_err(|e| DecodeError::malformed(e.to_string(), None))?;
+        let mapped = mapping
+            .apply(&raw, name, chrono::Utc::now().timestamp_micros(), seen as u64 + 1)
+            .map_err(|e| DecodeError::malformed(e.to_string(), None))?;
         bad += mapped.bad_rows;
         let take = limit.saturating_sub(seen).min(mapped.batch.num_rows());
         seen += take;

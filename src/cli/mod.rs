@@ -135,7 +135,8 @@ fn init_logging(cli: &Cli) {
     } else {
         format!("warn,buoyant_kernel::snapshot::builder=off,deltalake_core::kernel::transaction=off,ingestd={}", cli.log)
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ingestd=info"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,ingestd=info"));
     let json = match cli.log_format {
         Some(LogFormat::Json) => true,
         Some(LogFormat::Text) => false,
@@ -216,7 +217,7 @@ fn load_or_default(path: &Path) -> Result<Config> {
 /// `ingestd run`: SIGTERM and SIGINT stop, SIGHUP reloads `config_path`.
 async fn run(config_path: Option<PathBuf>, config: Config) -> Result<()> {
     use crate::daemon::Control;
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let (control, control_rx) = tokio::sync::mpsc::channel(4);
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;

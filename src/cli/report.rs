@@ -4,7 +4,7 @@ use super::QuarantineAction;
 use crate::config::{Config, ConfigError};
 use crate::ledger::Ledger;
 use crate::quarantine;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use std::io::IsTerminal;
 use std::path::Path;
 

@@ -223,7 +223,10 @@ impl DruidSchemaConfig {
             push("segment_granularity", "NONE is not a segment granularity (try \"DAY\")".to_string());
         }
         if self.query_granularity > self.segment_granularity {
-            push("query_granularity", format!("{} is coarser than segment_granularity {}", self.query_granularity.name(), self.segment_granularity.name()));
+            push(
+                "query_granularity",
+                format!("{} is coarser than segment_granularity {}", self.query_granularity.name(), self.segment_granularity.name()),
+            );
         }
         if self.user.is_some() != self.password_file.is_some() {
             push("user", "user and password_file go together".to_string());
@@ -266,16 +269,14 @@ impl DruidBatchConfig {
         if base.and_then(|b| url::Url::parse(b).ok()).is_some_and(|u| !u.username().is_empty() || u.password().is_some()) {
             problems.push(format!("{key}.base_url: must not contain credentials"));
         }
-        let scheme_ok = |schemes: &[&str]| {
-            base.and_then(|b| url::Url::parse(b).ok()).is_some_and(|u| schemes.contains(&u.scheme()) && u.has_host())
-        };
+        let scheme_ok =
+            |schemes: &[&str]| base.and_then(|b| url::Url::parse(b).ok()).is_some_and(|u| schemes.contains(&u.scheme()) && u.has_host());
         match self.input {
-            DruidBatchInput::Http if !scheme_ok(&["http", "https"]) => problems.push(format!(
-                "{key}.base_url: input = \"http\" needs the http(s) URL the lake's root is served under, got {base:?}"
-            )),
-            DruidBatchInput::S3 if !scheme_ok(&["s3"]) => problems.push(format!(
-                "{key}.base_url: input = \"s3\" needs the s3://bucket/prefix holding the lake's root, got {base:?}"
-            )),
+            DruidBatchInput::Http if !scheme_ok(&["http", "https"]) => problems
+                .push(format!("{key}.base_url: input = \"http\" needs the http(s) URL the lake's root is served under, got {base:?}")),
+            DruidBatchInput::S3 if !scheme_ok(&["s3"]) => {
+                problems.push(format!("{key}.base_url: input = \"s3\" needs the s3://bucket/prefix holding the lake's root, got {base:?}"))
+            }
             DruidBatchInput::Local if base.is_some_and(|b| !b.starts_with('/')) => {
                 problems.push(format!("{key}.base_url: input = \"local\" takes an absolute folder, got {base:?}"));
             }
@@ -308,4 +309,3 @@ pub(crate) fn invalid_druid_id(id: &str) -> Option<&'static str> {
         None
     }
 }
-

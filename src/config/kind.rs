@@ -138,7 +138,12 @@ impl KindKeys {
     /// The kind, if every key given belongs to it and the ones it needs are there.
     fn into_kind(self) -> Result<SourceKind, KindError> {
         let KindKeys { kind, url, fetch, http, s3 } = self;
-        let given = [(KindKey::Url, url.is_some()), (KindKey::Fetch, fetch.is_some()), (KindKey::Http, http.is_some()), (KindKey::S3, s3.is_some())];
+        let given = [
+            (KindKey::Url, url.is_some()),
+            (KindKey::Fetch, fetch.is_some()),
+            (KindKey::Http, http.is_some()),
+            (KindKey::S3, s3.is_some()),
+        ];
         if let Some((key, _)) = given.into_iter().find(|&(key, present)| present && !key.kinds().contains(&kind)) {
             return Err(KindError::NotOfKind { key, kind });
         }

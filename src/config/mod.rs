@@ -15,12 +15,12 @@ pub mod units;
 
 pub use columns::{ColumnConfig, ColumnType, INGESTED_AT_COLUMN, SOURCE_FILE_COLUMN};
 pub use druid::{
-    DruidBatchConfig, DruidBatchInput, DruidBatchMethod, DruidMetric, DruidMetricKind, DruidSchemaConfig,
-    DruidSupervisorConfig, Granularity,
+    DruidBatchConfig, DruidBatchInput, DruidBatchMethod, DruidMetric, DruidMetricKind, DruidSchemaConfig, DruidSupervisorConfig,
+    Granularity,
 };
 pub use kafka::{KafkaCompression, KafkaExactlyOnce, KafkaSinkConfig, is_secret};
 pub use kind::{SourceKind, SourceKindName};
-pub use remote::{parse_s3_url, FetchConfig, HttpKind, HttpSourceConfig, ListingKind, PushConfig, S3Config, S3Kind};
+pub use remote::{FetchConfig, HttpKind, HttpSourceConfig, ListingKind, PushConfig, S3Config, S3Kind, parse_s3_url};
 pub use secret::Secret;
 pub use sink::{DeltaSinkConfig, ParquetCompression, ParquetSinkConfig, SinkConfig};
 pub use source::{AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FormatConfig, FormatKind, SourceConfig};
@@ -284,8 +284,7 @@ pub enum ConfigError {
 impl Config {
     /// Reads, parses, resolves and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         Config::from_toml(&text, base).map_err(|e| match e {
             ConfigError::Syntax { message, .. } => ConfigError::Syntax { path: path.to_path_buf(), message },
@@ -296,17 +295,11 @@ impl Config {
 
     /// Parses TOML text whose relative paths are relative to `base`.
     pub fn from_toml(text: &str, base: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: PathBuf::from("<config>"),
-            message: e.to_string(),
-        })?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax { path: PathBuf::from("<config>"), message: e.to_string() })?;
         config.resolve_paths(base);
         let problems = config.problems();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid { path: PathBuf::from("<config>"), problems })
-        }
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError::Invalid { path: PathBuf::from("<config>"), problems }) }
     }
 
     /// The configuration used when there is no config file: `./drop` into a Delta table at
@@ -376,7 +369,8 @@ impl Config {
             problems.push(format!("decode_threads: {} is outside 1..=64", self.decode_threads));
         }
         if !self.http.listen.is_empty() && self.http.address().is_none() {
-            problems.push(format!("http.listen: {:?} is not an address:port (e.g. \"127.0.0.1:9464\"); \"\" turns it off", self.http.listen));
+            problems
+                .push(format!("http.listen: {:?} is not an address:port (e.g. \"127.0.0.1:9464\"); \"\" turns it off", self.http.listen));
         }
         if self.sources.is_empty() {
             problems.push("sources: at least one source is needed ([sources.NAME])".to_string());
@@ -388,8 +382,7 @@ impl Config {
             source_problems(name, source, self, &mut problems);
         }
         for (name, sink) in &self.sinks {
-            if let SinkConfig::Delta(DeltaSinkConfig { zstd_level, .. })
-            | SinkConfig::Parquet(ParquetSinkConfig { zstd_level, .. }) = sink
+            if let SinkConfig::Delta(DeltaSinkConfig { zstd_level, .. }) | SinkConfig::Parquet(ParquetSinkConfig { zstd_level, .. }) = sink
                 && !(1..=22).contains(zstd_level)
             {
                 problems.push(format!("sinks.{name}.zstd_level: {zstd_level} is outside 1..=22"));

@@ -160,7 +160,9 @@ impl S3Config {
         let mut problems = Vec::new();
         if let Some(endpoint) = &self.endpoint {
             match url::Url::parse(endpoint) {
-                Ok(u) if !matches!(u.scheme(), "http" | "https") => problems.push(format!("{key}.endpoint: {endpoint:?} must be http:// or https://")),
+                Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                    problems.push(format!("{key}.endpoint: {endpoint:?} must be http:// or https://"))
+                }
                 Ok(u) if !u.username().is_empty() || u.password().is_some() => {
                     problems.push(format!("{key}.endpoint: put credentials in access_key_id and secret_access_key, not in the URL"))
                 }
@@ -263,7 +265,12 @@ mod tests {
 
     #[test]
     fn storage_options_name_aws_keys_and_path_style_follows_the_endpoint() {
-        let s3 = S3Config { endpoint: Some("http://127.0.0.1:9000".into()), access_key_id: Some("k".into()), secret_access_key: Some(Secret::new("s")), ..Default::default() };
+        let s3 = S3Config {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some(Secret::new("s")),
+            ..Default::default()
+        };
         let options = s3.storage_options();
         assert_eq!(options["aws_endpoint"], "http://127.0.0.1:9000");
         assert_eq!(options["aws_allow_http"], "true");

@@ -18,10 +18,7 @@ fn the_shipped_example_config_is_valid() {
     let config = parse(include_str!("../../config.toml")).expect("config.toml must be valid");
     let attom = &config.sources["attom"];
     let names: Vec<&str> = attom.columns.keys().map(String::as_str).collect();
-    assert_eq!(
-        names,
-        ["transaction_date", "zipcode", "sale_price", "lot_size", "size", "latitude", "longitude", "type", "year_built"]
-    );
+    assert_eq!(names, ["transaction_date", "zipcode", "sale_price", "lot_size", "size", "latitude", "longitude", "type", "year_built"]);
     assert_eq!(attom.path, Path::new("/base/drop/attom"));
     assert_eq!(attom.kind, SourceKind::Folder);
     assert_eq!(Config::from_toml(MINIMAL, Path::new(".")).unwrap().state_dir, Path::new("state"));
@@ -100,13 +97,25 @@ const S3: &str = "kind = \"s3\"\nurl = \"s3://b/pulls\"\n";
 #[test]
 fn a_key_of_another_kind_is_refused_with_its_full_key_and_location() {
     let cases = [
-        (format!("{FOLDER}[sources.a.s3]\nregion = \"eu\""), "sources.a.s3: a folder source has no s3 settings (it belongs to kind = \"s3\")"),
-        (format!("{FOLDER}[sources.a.http]\nlisting = \"html\""), "sources.a.http: a folder source has no http settings (it belongs to kind = \"http\")"),
-        (format!("{FOLDER}[sources.a.fetch]\nretries = 1"), "sources.a.fetch: a folder source has no fetch settings (it belongs to kind = \"http\" or \"s3\")"),
+        (
+            format!("{FOLDER}[sources.a.s3]\nregion = \"eu\""),
+            "sources.a.s3: a folder source has no s3 settings (it belongs to kind = \"s3\")",
+        ),
+        (
+            format!("{FOLDER}[sources.a.http]\nlisting = \"html\""),
+            "sources.a.http: a folder source has no http settings (it belongs to kind = \"http\")",
+        ),
+        (
+            format!("{FOLDER}[sources.a.fetch]\nretries = 1"),
+            "sources.a.fetch: a folder source has no fetch settings (it belongs to kind = \"http\" or \"s3\")",
+        ),
         (format!("kind = \"folder\"\n{FOLDER}[sources.a.fetch]"), "sources.a.fetch: a folder source has no fetch settings"),
         (format!("url = \"http://h/\"\n{FOLDER}"), "sources.a.url: a folder source has no url (it belongs to kind = \"http\" or \"s3\")"),
         (format!("{HTTP}[sources.a.s3]\nregion = \"eu\""), "sources.a.s3: an http source has no s3 settings (it belongs to kind = \"s3\")"),
-        (format!("{S3}[sources.a.http]\nlisting = \"json\""), "sources.a.http: an s3 source has no http settings (it belongs to kind = \"http\")"),
+        (
+            format!("{S3}[sources.a.http]\nlisting = \"json\""),
+            "sources.a.http: an s3 source has no http settings (it belongs to kind = \"http\")",
+        ),
     ];
     for (keys, want) in cases {
         let err = parse(&with_source(&keys)).unwrap_err();
@@ -135,7 +144,9 @@ fn a_source_read_alone_names_the_misplaced_key() {
 
 #[test]
 fn http_and_s3_sources_need_a_url() {
-    for (kind, want) in [("http", "sources.a.url: required for kind = \"http\""), ("s3", "sources.a.url: required for kind = \"s3\" (s3://bucket/prefix)")] {
+    for (kind, want) in
+        [("http", "sources.a.url: required for kind = \"http\""), ("s3", "sources.a.url: required for kind = \"s3\" (s3://bucket/prefix)")]
+    {
         let err = parse(&with_source(&format!("kind = \"{kind}\""))).unwrap_err().to_string();
         assert!(err.contains(want), "want {want:?} in:\n{err}");
     }
@@ -161,14 +172,20 @@ fn each_kind_keeps_its_own_keys() {
     let source = &http.sources["a"];
     let SourceKind::Http(kind) = &source.kind else { panic!("not http: {source:?}") };
     assert_eq!(kind.url, "http://h/pulls/");
-    assert_eq!((kind.fetch.poll_interval.0, kind.fetch.concurrency, kind.fetch.retries), (std::time::Duration::from_secs(5), 2, defaults::fetch_retries()));
+    assert_eq!(
+        (kind.fetch.poll_interval.0, kind.fetch.concurrency, kind.fetch.retries),
+        (std::time::Duration::from_secs(5), 2, defaults::fetch_retries())
+    );
     assert_eq!(kind.http.listing, ListingKind::Json);
     assert_eq!(kind.http.headers["X-Api-Key"].expose(), "k");
     assert_eq!(source.path, Path::new("/base/state/landing/a"));
     assert!(source.kind.downloads());
     assert_eq!(source.kind.fetch(), Some(&kind.fetch));
 
-    let s3 = parse(&with_source(&format!("{S3}path = \"landing\"\n[sources.a.fetch]\nretries = 1\n[sources.a.s3]\nendpoint = \"http://minio:9000\"\nregion = \"eu\""))).unwrap();
+    let s3 = parse(&with_source(&format!(
+        "{S3}path = \"landing\"\n[sources.a.fetch]\nretries = 1\n[sources.a.s3]\nendpoint = \"http://minio:9000\"\nregion = \"eu\""
+    )))
+    .unwrap();
     let source = &s3.sources["a"];
     let SourceKind::S3(kind) = &source.kind else { panic!("not s3: {source:?}") };
     assert_eq!(kind.url, "s3://b/pulls");
@@ -266,7 +283,12 @@ fn secrets_of_a_kind_stay_redacted_when_serialized() {
 
 #[test]
 fn the_documented_configs_parse() {
-    let docs = [include_str!("../../docs/http-source.md"), include_str!("../../docs/push-api.md"), include_str!("../../docs/druid.md"), include_str!("../../README.md")];
+    let docs = [
+        include_str!("../../docs/http-source.md"),
+        include_str!("../../docs/push-api.md"),
+        include_str!("../../docs/druid.md"),
+        include_str!("../../README.md"),
+    ];
     let mut blocks = 0;
     for doc in docs {
         for block in doc.split("```toml\n").skip(1) {

@@ -1,6 +1,6 @@
 //! CSV (RFC 4180: quotes, embedded newlines, CRLF) through arrow-csv, every column as text.
 
-use super::{DecodeError, Position, BATCH_ROWS};
+use super::{BATCH_ROWS, DecodeError, Position};
 use crate::config::CsvConfig;
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
@@ -44,12 +44,7 @@ fn reader_for(
 }
 
 /// Decodes the columns named in `wanted`; a wanted column missing from the header is an error.
-pub(super) fn decode(
-    mut reader: Box<dyn BufRead + Send>,
-    csv: &CsvConfig,
-    wanted: &[String],
-    emit: Emit<'_>,
-) -> Result<u64, DecodeError> {
+pub(super) fn decode(mut reader: Box<dyn BufRead + Send>, csv: &CsvConfig, wanted: &[String], emit: Emit<'_>) -> Result<u64, DecodeError> {
     let header = header(&mut reader, csv)?;
     if header.is_empty() {
         return Ok(0);
@@ -59,10 +54,7 @@ pub(super) fn decode(
         match header.iter().position(|h| h == column) {
             Some(i) => projection.push(i),
             None => {
-                return Err(DecodeError::malformed(
-                    format!("the CSV header has no column {column:?} (it has {header:?})"),
-                    Some(line(1)),
-                ));
+                return Err(DecodeError::malformed(format!("the CSV header has no column {column:?} (it has {header:?})"), Some(line(1))));
             }
         }
     }

@@ -189,11 +189,7 @@ fn detect_layout(reader: &mut dyn BufRead, name: &str, format: &FormatConfig) ->
 impl OpenFile {
     /// Decodes every record, handing each record batch to `emit` as soon as it is full.
     /// Returns the number of records decoded.
-    pub fn decode(
-        self,
-        plan: &DecodePlan,
-        emit: &mut dyn FnMut(RecordBatch) -> Result<(), DecodeError>,
-    ) -> Result<u64, DecodeError> {
+    pub fn decode(self, plan: &DecodePlan, emit: &mut dyn FnMut(RecordBatch) -> Result<(), DecodeError>) -> Result<u64, DecodeError> {
         match &self.detected.layout {
             Layout::Csv => csv::decode(self.reader, &plan.format.csv, &plan.csv_columns, emit),
             json => json::decode(self.reader, json, &plan.json_fields, emit),

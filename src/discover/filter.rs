@@ -19,10 +19,7 @@ impl FileFilter {
             }
             set.build()
         };
-        Ok(FileFilter {
-            include: if include.is_empty() { None } else { Some(build(include)?) },
-            exclude: build(exclude)?,
-        })
+        Ok(FileFilter { include: if include.is_empty() { None } else { Some(build(include)?) }, exclude: build(exclude)? })
     }
 
     /// `relative` is the path below the folder, with `/` separators.

@@ -2,8 +2,8 @@
 //! `relist_interval` for completeness, and a readiness check so a half-written file is never
 //! handed on.
 
-use super::filter::FileFilter;
 use super::Candidate;
+use super::filter::FileFilter;
 use crate::config::SourceConfig;
 use notify::event::{EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};

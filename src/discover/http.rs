@@ -9,18 +9,18 @@ mod listing;
 #[cfg(test)]
 mod tests;
 
-use super::landing::{self, Landing};
-use super::remote::{with_retries, Checkpoint, PollReport, Remote, RemoteError};
 use super::FileFilter;
+use super::landing::{self, Landing};
+use super::remote::{Checkpoint, PollReport, Remote, RemoteError, with_retries};
 use crate::config::{HttpKind, ListingKind, SourceConfig};
-use crate::metrics::METRICS;
+use crate::events::{self, Download, DownloadOutcome};
 use async_trait::async_trait;
-use fetch::{client, safe_url, Fetched, Fetcher, Listed, Page};
+use fetch::{Fetched, Fetcher, Listed, Page, client, safe_url};
 use futures::StreamExt;
 use listing::{Found, Link};
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
-use tracing::{debug, warn};
+use tracing::warn;
 use url::Url;
 
 /// Sub-folders followed below the listing at most (`recursive = true`).
@@ -180,7 +180,7 @@ impl Remote for HttpSource {
             let known = self.checkpoint.get(&file.name).cloned();
             // The listing shows the version already downloaded: no request at all.
             if known.as_ref().is_some_and(|k| k.listed_as(&file.version)) {
-                METRICS.downloads.with_label_values(&[self.source(), "not_modified"]).inc();
+                events::emit(Download { source: self.source(), file: &file.name, outcome: DownloadOutcome::NotModified });
                 continue;
             }
             todo.push((file, known));
@@ -197,14 +197,8 @@ impl Remote for HttpSource {
             let source = fetcher.source.as_str();
             match outcome {
                 Ok(Fetched::Landed { version, bytes }) => report.landed(source, &mut self.checkpoint, &file.name, version, bytes),
-                Ok(Fetched::NotModified) => {
-                    debug!(source, file = %file.name, "not modified");
-                    METRICS.downloads.with_label_values(&[source, "not_modified"]).inc();
-                }
-                Ok(Fetched::TooFresh) => {
-                    debug!(source, file = %file.name, "changed less than min_age ago on the server; next poll");
-                    METRICS.downloads.with_label_values(&[source, "too_fresh"]).inc();
-                }
+                Ok(Fetched::NotModified) => events::emit(Download { source, file: &file.name, outcome: DownloadOutcome::NotModified }),
+                Ok(Fetched::TooFresh) => events::emit(Download { source, file: &file.name, outcome: DownloadOutcome::TooFresh }),
                 Err(reason) => report.failed(source, &file.name, &reason),
             }
         }

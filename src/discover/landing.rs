@@ -187,7 +187,6 @@ impl Partial {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,10 +7,11 @@ pub mod landing;
 pub mod remote;
 pub(crate) mod s3;
 
-pub use filter::{looks_temporary, FileFilter};
+pub use filter::{FileFilter, looks_temporary};
 pub use folder::{FolderError, FolderSource, LOCK_FILE};
 
-use std::path::PathBuf;
+use crate::config::{SourceConfig, SourceKind};
+use std::path::{Path, PathBuf};
 
 /// A file that is ready to be read: no longer changing, or renamed into place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +32,7 @@ pub struct Candidate {
 pub fn stat_file(path: &std::path::Path, follow_symlinks: bool) -> Option<(u64, i64)> {
     let meta = if follow_symlinks { std::fs::metadata(path) } else { std::fs::symlink_metadata(path) };
     let meta = meta.ok().filter(|m| m.is_file())?;
-    let mtime_ns = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i64);
+    let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as i64);
     Some((meta.len(), mtime_ns))
 }
 
@@ -53,4 +50,13 @@ pub fn lock_exclusive(path: &std::path::Path) -> std::io::Result<Option<std::fs:
 /// [`stat_file`] following links: how a file handed on looks now.
 pub fn stat(path: &std::path::Path) -> Option<(u64, i64)> {
     stat_file(path, true)
+}
+
+/// The poller of a source, or `None` for a folder source.
+pub fn open_remote(name: &str, config: &SourceConfig, state_dir: &Path) -> Result<Option<Box<dyn remote::Remote>>, remote::RemoteError> {
+    match &config.kind {
+        SourceKind::Folder => Ok(None),
+        SourceKind::Http(http) => Ok(Some(Box::new(http::HttpSource::new(name, config, http, state_dir)?))),
+        SourceKind::S3(s3) => Ok(Some(Box::new(s3::S3Source::new(name, config, s3, state_dir)?))),
+    }
 }

@@ -5,8 +5,8 @@
 //! Last-Modified, size), so a poll asks the server only about changes; losing it costs
 //! downloads, never rows (the ledger knows every committed content hash).
 
-use crate::config::{FetchConfig, SourceConfig, SourceKind};
-use crate::metrics::METRICS;
+use crate::config::FetchConfig;
+use crate::events::{self, Download, DownloadOutcome, PollFailed};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -32,7 +32,12 @@ impl RemoteVersion {
     pub fn listed_as(&self, listed: &RemoteVersion) -> bool {
         match (&listed.etag, &self.etag) {
             (Some(a), Some(b)) => a == b,
-            _ => listed.last_modified.is_some() && listed.size.is_some() && listed.last_modified == self.last_modified && listed.size == self.size,
+            _ => {
+                listed.last_modified.is_some()
+                    && listed.size.is_some()
+                    && listed.last_modified == self.last_modified
+                    && listed.size == self.size
+            }
         }
     }
 }
@@ -84,8 +89,7 @@ pub struct PollReport {
 impl PollReport {
     /// Counts and logs a file that landed, and records its version in the checkpoint.
     pub fn landed(&mut self, source: &str, checkpoint: &mut Checkpoint, name: &str, version: RemoteVersion, bytes: u64) {
-        info!(source, file = %name, bytes, etag = ?version.etag, "file downloaded");
-        METRICS.downloads.with_label_values(&[source, "landed"]).inc();
+        events::emit(Download { source, file: name, outcome: DownloadOutcome::Landed { bytes, etag: version.etag.as_deref() } });
         self.landed += 1;
         if let Err(e) = checkpoint.record(name, version) {
             // The file landed; without the record it is asked for again (and the ledger
@@ -96,8 +100,7 @@ impl PollReport {
 
     /// Counts and logs a file that could not be downloaded; the next poll tries again.
     pub fn failed(&mut self, source: &str, name: &str, reason: &str) {
-        warn!(source, file = %name, error = %reason, "download failed; trying again at the next poll");
-        METRICS.downloads.with_label_values(&[source, "failed"]).inc();
+        events::emit(Download { source, file: name, outcome: DownloadOutcome::Failed { reason } });
         self.failed += 1;
     }
 }
@@ -119,15 +122,6 @@ pub trait Remote: Send {
     async fn poll(&mut self) -> Result<PollReport, RemoteError>;
 }
 
-/// The poller of a source, or `None` for a folder source.
-pub fn open(name: &str, config: &SourceConfig, state_dir: &Path) -> Result<Option<Box<dyn Remote>>, RemoteError> {
-    match &config.kind {
-        SourceKind::Folder => Ok(None),
-        SourceKind::Http(http) => Ok(Some(Box::new(super::http::HttpSource::new(name, config, http, state_dir)?))),
-        SourceKind::S3(s3) => Ok(Some(Box::new(super::s3::S3Source::new(name, config, s3, state_dir)?))),
-    }
-}
-
 /// Polls until `stop` turns true; errors are logged, counted and retried at the next poll.
 pub async fn run(name: String, mut remote: Box<dyn Remote>, interval: Duration, mut stop: watch::Receiver<bool>) {
     loop {
@@ -135,8 +129,7 @@ pub async fn run(name: String, mut remote: Box<dyn Remote>, interval: Duration, 
             Ok(report) if report.landed > 0 || report.failed > 0 => info!(source = %name, ?report, "poll done"),
             Ok(_) => {}
             Err(e) => {
-                warn!(source = %name, error = %e, "poll failed; trying again at the next poll");
-                METRICS.errors.with_label_values(&[&name, "fetch"]).inc();
+                events::emit(PollFailed { source: &name, error: &e });
             }
         }
         tokio::select! {
@@ -165,8 +158,7 @@ where
             Err(Attempt::Retry(reason)) if n == config.retries => return Err(format!("{reason} (after {n} retries)")),
             Err(Attempt::Retry(reason)) => {
                 let sleep = jitter(delay);
-                warn!(source, what, error = %reason, retry_in = ?sleep, "transfer failed; retrying");
-                METRICS.downloads.with_label_values(&[source, "retried"]).inc();
+                events::emit(Download { source, file: what, outcome: DownloadOutcome::Retried { reason: &reason, retry_in: sleep } });
                 tokio::time::sleep(sleep).await;
                 delay = (delay * 2).min(Duration::from_secs(60));
             }
@@ -218,7 +210,8 @@ mod tests {
 
     #[tokio::test]
     async fn retries_stop_at_the_limit_and_at_a_fatal_error() {
-        let config = FetchConfig { retries: 2, backoff: crate::config::units::HumanDuration(Duration::from_millis(1)), ..Default::default() };
+        let config =
+            FetchConfig { retries: 2, backoff: crate::config::units::HumanDuration(Duration::from_millis(1)), ..Default::default() };
         let mut calls = 0;
         let result: Result<(), String> = with_retries("s", &config, "x", || {
             calls += 1;

@@ -4,9 +4,9 @@
 //! (at admission) says whether the rows are new.
 
 use super::filter::FileFilter;
-use super::landing::{check_name, Landing, PartialError};
-use super::remote::{with_retries, Attempt, Checkpoint, PollReport, Remote, RemoteError, RemoteVersion};
-use crate::config::{parse_s3_url, FetchConfig, S3Kind, SourceConfig};
+use super::landing::{Landing, PartialError, check_name};
+use super::remote::{Attempt, Checkpoint, PollReport, Remote, RemoteError, RemoteVersion, with_retries};
+use crate::config::{FetchConfig, S3Kind, SourceConfig, parse_s3_url};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
@@ -39,7 +39,8 @@ impl S3Source {
         let (bucket, prefix) = parse_s3_url(&url).map_err(setup)?;
         // No short whole-request timeout, which would cut large files: a download that stalls
         // for `fetch.timeout` fails instead (see `download`).
-        let store = build_store(&bucket, &kind.s3.storage_options(), kind.fetch.timeout.0, Duration::from_secs(7 * 24 * 3600)).map_err(setup)?;
+        let store =
+            build_store(&bucket, &kind.s3.storage_options(), kind.fetch.timeout.0, Duration::from_secs(7 * 24 * 3600)).map_err(setup)?;
         Ok(S3Source {
             source: source.to_string(),
             url,
@@ -147,7 +148,9 @@ async fn download(store: &AmazonS3, landing: &Landing, fetch: &FetchConfig, name
     let options = GetOptions { if_match: meta.e_tag.clone(), ..Default::default() };
     let got = store.get_opts(&meta.location, options).await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => Attempt::Fatal("deleted since it was listed".to_string()),
-        object_store::Error::Precondition { .. } => Attempt::Fatal("replaced since it was listed; the next poll takes the new version".to_string()),
+        object_store::Error::Precondition { .. } => {
+            Attempt::Fatal("replaced since it was listed; the next poll takes the new version".to_string())
+        }
         other => Attempt::Retry(other.to_string()),
     })?;
     let mut partial = landing.start(name, limit).await.map_err(|e| Attempt::Fatal(e.to_string()))?;

@@ -7,7 +7,6 @@
 //! loading the rows twice. Verified against Druid's documented API (a mock Overlord in
 //! `tests/`), not a live Druid; see `docs/druid.md`.
 
-
 pub mod overlord;
 pub mod spec;
 pub mod sql;
@@ -72,9 +71,7 @@ const MAX_TASK_ID: usize = 160;
 /// `ingestd_<hash>_<seq>[_retryN]`. The same inputs give the same id after a restart, which is
 /// what lets Druid refuse a second load of the same batch.
 pub fn task_id(instance: &str, source: &str, datasource: &str, seq: i64, attempt: u32) -> String {
-    let clean = |s: &str| -> String {
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect()
-    };
+    let clean = |s: &str| -> String { s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' }).collect() };
     let suffix = if attempt > 1 { format!("_{seq}_retry{attempt}") } else { format!("_{seq}") };
     let id = format!("ingestd_{}_{}_{}{suffix}", clean(instance), clean(source), clean(datasource));
     if id.len() <= MAX_TASK_ID {

@@ -33,9 +33,7 @@ pub fn supervisor_spec(
         .dimensions
         .iter()
         .filter(|(_, kind)| *kind == DruidType::Time)
-        .map(|(name, _)| {
-            json!({"type": "expression", "name": name, "expression": format!("timestamp_parse({})", expr_ident(name))})
-        })
+        .map(|(name, _)| json!({"type": "expression", "name": name, "expression": format!("timestamp_parse({})", expr_ident(name))}))
         .collect();
     if !transforms.is_empty() {
         data_schema["transformSpec"] = json!({ "transforms": transforms });
@@ -110,8 +108,7 @@ pub fn native_task(schema: &Schema, config: &DruidBatchConfig, task_id: &str, co
 
 /// The `dataSchema` shared by the supervisor spec and the native task.
 fn data_schema(columns: &Columns, config: &DruidSchemaConfig) -> Value {
-    let dimensions: Vec<Value> =
-        columns.dimensions.iter().map(|(name, kind)| json!({ "type": kind.name(), "name": name })).collect();
+    let dimensions: Vec<Value> = columns.dimensions.iter().map(|(name, kind)| json!({ "type": kind.name(), "name": name })).collect();
     let metrics: Vec<Value> = columns
         .metrics
         .iter()
@@ -175,9 +172,9 @@ pub(crate) fn input_source(config: &DruidBatchConfig, commit: &LakeCommit) -> Re
             json!({ "type": "s3", "uris": encoded_uris(root, &commit.files) })
         }
         DruidBatchInput::Delta => {
-            let version = commit.version.ok_or_else(|| {
-                SpecError::Invalid("input = \"delta\" needs a Delta lake (the commit has no Delta version)".to_string())
-            })?;
+            let version = commit
+                .version
+                .ok_or_else(|| SpecError::Invalid("input = \"delta\" needs a Delta lake (the commit has no Delta version)".to_string()))?;
             let table = if commit.root.starts_with("file://") { local_root(&commit.root)? } else { commit.root.clone() };
             // snapshotVersion pins the commit's version (Druid 31+); an older Druid ignores the
             // unknown property and reads the latest version, a superset for an append-only table.

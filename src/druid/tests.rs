@@ -22,9 +22,8 @@ fn supervisor(extra: &str) -> DruidSupervisorConfig {
 }
 
 fn batch(extra: &str) -> DruidBatchConfig {
-    let text = format!(
-        "overlord = \"http://127.0.0.1:8081\"\ndatasource = \"sales\"\ntimestamp_column = \"sold_at\"\nlake = \"lake\"\n{extra}"
-    );
+    let text =
+        format!("overlord = \"http://127.0.0.1:8081\"\ndatasource = \"sales\"\ntimestamp_column = \"sold_at\"\nlake = \"lake\"\n{extra}");
     toml::from_str(&text).expect("batch config")
 }
 
@@ -141,14 +140,18 @@ fn input_sources_for_http_s3_and_delta() {
 
 #[test]
 fn sql_task_inserts_from_extern_with_the_task_id_as_query_id() {
-    let config = batch("method = \"sql\"\nquery_granularity = \"MINUTE\"\n[metrics]\ntotal = { kind = \"longSum\", column = \"sale_price\" }");
+    let config =
+        batch("method = \"sql\"\nquery_granularity = \"MINUTE\"\n[metrics]\ntotal = { kind = \"longSum\", column = \"sale_price\" }");
     let task = batch_task(&schema(), &config, "ingestd_a_b_sales_7", &commit()).unwrap();
     assert_eq!(task.endpoint, TaskEndpoint::Sql);
     assert_eq!(task.id, "query-ingestd_a_b_sales_7");
     assert_eq!(task.body["context"]["sqlQueryId"], "ingestd_a_b_sales_7");
     assert_eq!(task.body["context"]["maxNumTasks"], 2);
     let query = task.body["query"].as_str().unwrap();
-    assert!(query.starts_with("INSERT INTO \"sales\"\nSELECT\n  TIME_FLOOR(MILLIS_TO_TIMESTAMP(\"sold_at\"), 'PT1M') AS \"__time\""), "{query}");
+    assert!(
+        query.starts_with("INSERT INTO \"sales\"\nSELECT\n  TIME_FLOOR(MILLIS_TO_TIMESTAMP(\"sold_at\"), 'PT1M') AS \"__time\""),
+        "{query}"
+    );
     assert!(query.contains("CAST(\"sale_price\" AS BIGINT) AS \"total\""), "{query}");
     assert!(query.contains("\"/srv/lake/sales/part-0001.parquet\"") && query.contains("\"type\":\"local\""), "{query}");
     assert!(query.contains("'[{\"name\":\"sold_at\",\"type\":\"long\"}"), "{query}");
@@ -215,11 +218,17 @@ fn config_defaults_and_unknown_keys() {
         let err = toml::from_str::<DruidBatchConfig>(&text).unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{bad}: {err}");
     }
-    let err = toml::from_str::<DruidSupervisorConfig>("overlord = \"http://o\"\ndatasource = \"d\"\ntimestamp_column = \"t\"\nlake = \"l\"")
-        .unwrap_err()
-        .to_string();
+    let err =
+        toml::from_str::<DruidSupervisorConfig>("overlord = \"http://o\"\ndatasource = \"d\"\ntimestamp_column = \"t\"\nlake = \"l\"")
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("unknown field"), "{err}");
-    assert!(toml::from_str::<DruidBatchConfig>("overlord = \"o\"\ndatasource = \"d\"\ntimestamp_column = \"t\"\nlake = \"l\"\nsegment_granularity = \"FORTNIGHT\"").is_err());
+    assert!(
+        toml::from_str::<DruidBatchConfig>(
+            "overlord = \"o\"\ndatasource = \"d\"\ntimestamp_column = \"t\"\nlake = \"l\"\nsegment_granularity = \"FORTNIGHT\""
+        )
+        .is_err()
+    );
 }
 
 #[test]

@@ -1,8 +1,8 @@
 //! A source's batches: committed, failed, settled by recovery, stuck; its queue; table upkeep.
 
-use super::{count_error, ErrorKind, Event};
+use super::{ErrorKind, Event, count_error};
 use crate::metrics::METRICS;
-use crate::status::{StuckBatch, STATUS};
+use crate::status::{STATUS, StuckBatch};
 use std::time::Duration;
 use tracing::{error, info, warn};
 

@@ -1,6 +1,6 @@
 //! The daemon around the sources: config reloads, sources that cannot start.
 
-use super::{count_error, ErrorKind, Event};
+use super::{ErrorKind, Event, count_error};
 use crate::config::Config;
 use crate::metrics::METRICS;
 use crate::status::STATUS;

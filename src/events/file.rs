@@ -1,7 +1,7 @@
 //! What happens to one file on its way in: admitted as a duplicate or ignored, quarantined,
 //! changed or vanished under us, not archived.
 
-use super::{count_error, ErrorKind, Event};
+use super::{ErrorKind, Event, count_error};
 use crate::metrics::METRICS;
 use tracing::{error, info, warn};
 

@@ -8,22 +8,24 @@
 
 mod batch;
 mod daemon;
+mod download;
 mod file;
 mod outbound;
 mod sink;
 
+/// What a stuck batch reports (the status board keeps the list).
+pub use crate::status::StuckBatch;
 pub use batch::{
     BatchAbandoned, BatchCommitted, BatchFailed, BatchRecorded, BatchReopened, BatchReplaying, LedgerRebuilt, MaintenanceFailed,
     MaintenanceRan, SourceHealthy, SourceQueue, SourceWatched, StuckBatches,
 };
 pub use daemon::{ReloadApplied, ReloadRefused, SourceNotStarted};
+pub use download::{Download, Outcome as DownloadOutcome, PollFailed};
 pub use file::{
     AdmissionFailed, ColumnsInferred, DispositionFailed, FileChanged, FileDuplicate, FileIgnored, FileQuarantined, FileVanished,
 };
 pub use outbound::{DruidTasks, HttpListenFailed, KafkaMessages, SupervisorSubmission, UploadAnswered};
 pub use sink::{SinkCommitFailed, SinkCommitted, SinkRead};
-/// What a stuck batch reports (the status board keeps the list).
-pub use crate::status::StuckBatch;
 
 /// One observable event.
 pub trait Event {

@@ -1,7 +1,7 @@
 //! What the sinks that talk to other services report beside their commits: Kafka deliveries,
 //! Druid tasks and supervisor specs; and the daemon's own HTTP endpoint and push uploads.
 
-use super::{count_error, ErrorKind, Event};
+use super::{ErrorKind, Event, count_error};
 use crate::metrics::METRICS;
 use crate::status::STATUS;
 use tracing::{error, info};

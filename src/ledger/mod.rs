@@ -12,7 +12,7 @@
 mod actor;
 mod schema;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 
 pub use actor::LedgerHandle;
@@ -107,7 +107,9 @@ pub enum LedgerError {
     Damaged { path: PathBuf, detail: String },
     #[error("cannot create state folder {path}: {source}")]
     Folder { path: PathBuf, source: std::io::Error },
-    #[error("ledger {path} belongs to instance {recorded:?} but the config says {configured:?}; set `instance = {recorded:?}` (a new instance needs a new state_dir)")]
+    #[error(
+        "ledger {path} belongs to instance {recorded:?} but the config says {configured:?}; set `instance = {recorded:?}` (a new instance needs a new state_dir)"
+    )]
     InstanceChanged { path: PathBuf, recorded: String, configured: String },
     #[error("the ledger thread has stopped")]
     Stopped,
@@ -125,8 +127,7 @@ impl Ledger {
     /// Opens (or creates) the ledger in `state_dir`, checking its integrity first. Only a real
     /// corruption is `Damaged`; a busy or unreadable ledger is an ordinary error.
     pub fn open(state_dir: &Path) -> Result<Ledger> {
-        std::fs::create_dir_all(state_dir)
-            .map_err(|source| LedgerError::Folder { path: state_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(state_dir).map_err(|source| LedgerError::Folder { path: state_dir.to_path_buf(), source })?;
         let path = state_dir.join(LEDGER_FILE);
         let classify = |source: rusqlite::Error, path: &Path| match source.sqlite_error_code() {
             Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
@@ -148,13 +149,12 @@ impl Ledger {
     /// one instance must not be used under another (a changed host name would otherwise hide
     /// committed batches from recovery).
     pub fn claim_instance(&self, instance: &str) -> Result<()> {
-        let recorded: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0))
-            .optional()
-            .map_err(|e| self.err(e))?;
+        let recorded: Option<String> =
+            self.conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |r| r.get(0)).optional().map_err(|e| self.err(e))?;
         match recorded {
-            Some(recorded) if recorded != instance => Err(LedgerError::InstanceChanged { path: self.path.clone(), recorded, configured: instance.to_string() }),
+            Some(recorded) if recorded != instance => {
+                Err(LedgerError::InstanceChanged { path: self.path.clone(), recorded, configured: instance.to_string() })
+            }
             Some(_) => Ok(()),
             None => self
                 .conn
@@ -298,10 +298,8 @@ impl Ledger {
 
     /// The sinks that already hold a batch.
     pub fn sinks_holding(&self, source: &str, seq: i64) -> Result<Vec<String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT sink FROM batch_sinks WHERE source = ?1 AND seq = ?2 ORDER BY sink")
-            .map_err(|e| self.err(e))?;
+        let mut stmt =
+            self.conn.prepare("SELECT sink FROM batch_sinks WHERE source = ?1 AND seq = ?2 ORDER BY sink").map_err(|e| self.err(e))?;
         let rows = stmt.query_map(params![source, seq], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))
     }
@@ -320,20 +318,14 @@ impl Ledger {
         let path = self.path.clone();
         let wrap = |source| LedgerError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(wrap)?;
-        tx.execute(
-            "UPDATE batches SET state = ?3, finished_at = ?4 WHERE source = ?1 AND seq = ?2",
-            params![source, seq, state, now()],
-        )
-        .map_err(wrap)?;
+        tx.execute("UPDATE batches SET state = ?3, finished_at = ?4 WHERE source = ?1 AND seq = ?2", params![source, seq, state, now()])
+            .map_err(wrap)?;
         match files {
             Some(file_state) => tx.execute(
                 "UPDATE files SET state = ?3, updated_at = ?4 WHERE source = ?1 AND batch = ?2 AND state = 'in_flight'",
                 params![source, seq, file_state.as_str(), now()],
             ),
-            None => tx.execute(
-                "DELETE FROM files WHERE source = ?1 AND batch = ?2 AND state = 'in_flight'",
-                params![source, seq],
-            ),
+            None => tx.execute("DELETE FROM files WHERE source = ?1 AND batch = ?2 AND state = 'in_flight'", params![source, seq]),
         }
         .map_err(wrap)?;
         tx.commit().map_err(wrap)
@@ -366,7 +358,9 @@ impl Ledger {
             rows.collect::<std::result::Result<_, _>>().map_err(|e| self.err(e))?
         };
         seqs.into_iter()
-            .map(|(seq, ingested_at_us)| Ok(BatchEntry { source: source.to_string(), seq, files: self.batch_files(source, seq)?, ingested_at_us }))
+            .map(|(seq, ingested_at_us)| {
+                Ok(BatchEntry { source: source.to_string(), seq, files: self.batch_files(source, seq)?, ingested_at_us })
+            })
             .collect()
     }
 
@@ -418,7 +412,8 @@ impl Ledger {
                 .map_err(wrap)?;
             if known == 0 {
                 for file in &batch.files {
-                    insert_file(&tx, &batch.source, file, FileState::Committed, Some(batch.seq), Some("rebuilt from sink")).map_err(wrap)?;
+                    insert_file(&tx, &batch.source, file, FileState::Committed, Some(batch.seq), Some("rebuilt from sink"))
+                        .map_err(wrap)?;
                 }
             }
         }
@@ -485,18 +480,7 @@ fn insert_file(
     conn.execute(
         "INSERT INTO files (source, name, size, mtime_ns, hash, state, batch, rows, note, first_seen_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-        params![
-            source,
-            f.name,
-            f.size.map(|s| s as i64),
-            f.mtime_ns,
-            f.hash,
-            state.as_str(),
-            batch,
-            f.rows.map(|r| r as i64),
-            note,
-            ts
-        ],
+        params![source, f.name, f.size.map(|s| s as i64), f.mtime_ns, f.hash, state.as_str(), batch, f.rows.map(|r| r as i64), note, ts],
     )
     .map(drop)
 }

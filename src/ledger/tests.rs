@@ -83,7 +83,14 @@ fn a_damaged_ledger_is_set_aside_and_a_new_one_started() {
     {
         let mut ledger = Ledger::open(dir.path()).unwrap();
         for seq in 1..=200 {
-            ledger.begin_batch(&BatchEntry { source: "s".into(), seq, files: vec![file(&format!("f{seq}"), &format!("h{seq}"), 1)], ingested_at_us: None }).unwrap();
+            ledger
+                .begin_batch(&BatchEntry {
+                    source: "s".into(),
+                    seq,
+                    files: vec![file(&format!("f{seq}"), &format!("h{seq}"), 1)],
+                    ingested_at_us: None,
+                })
+                .unwrap();
             ledger.finish_batch("s", seq).unwrap();
         }
         ledger.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();

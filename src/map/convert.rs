@@ -3,9 +3,7 @@
 
 use super::MapError;
 use crate::config::{ColumnConfig, ColumnType};
-use arrow::array::{
-    Array, ArrayRef, BooleanBuilder, PrimitiveBuilder, StringArray, StringBuilder,
-};
+use arrow::array::{Array, ArrayRef, BooleanBuilder, PrimitiveBuilder, StringArray, StringBuilder};
 use arrow::datatypes::{ArrowPrimitiveType, Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
@@ -41,16 +39,15 @@ pub(super) fn column(
         ColumnType::Int32 => Arc::new(primitive::<Int32Type>(text.len(), value, &mut on_bad, |v| {
             parse_i64(v).and_then(|n| i32::try_from(n).map_err(|_| "out of range for int32".to_string()))
         })?),
-        ColumnType::Float64 => Arc::new(primitive::<Float64Type>(text.len(), value, &mut on_bad, |v| {
-            v.trim().parse::<f64>().map_err(|e| e.to_string())
-        })?),
+        ColumnType::Float64 => {
+            Arc::new(primitive::<Float64Type>(text.len(), value, &mut on_bad, |v| v.trim().parse::<f64>().map_err(|e| e.to_string()))?)
+        }
         ColumnType::Date => {
             let items = date_items(format)?;
             Arc::new(primitive::<Date32Type>(text.len(), value, &mut on_bad, |v| parse_date_items(v, &items, format))?)
         }
         ColumnType::Timestamp => Arc::new(
-            primitive::<TimestampMicrosecondType>(text.len(), value, &mut on_bad, |v| parse_timestamp(v, format))?
-                .with_timezone("UTC"),
+            primitive::<TimestampMicrosecondType>(text.len(), value, &mut on_bad, |v| parse_timestamp(v, format))?.with_timezone("UTC"),
         ),
         ColumnType::Bool => {
             let mut out = BooleanBuilder::with_capacity(text.len());
@@ -117,9 +114,7 @@ fn parse_bool(v: &str) -> Result<bool, String> {
 
 /// A date format compiled once per column rather than once per value.
 fn date_items(format: Option<&str>) -> Result<Vec<Item<'_>>, MapError> {
-    StrftimeItems::new(format.unwrap_or("%Y-%m-%d"))
-        .parse()
-        .map_err(|e| MapError::Invalid(format!("date format {format:?}: {e}")))
+    StrftimeItems::new(format.unwrap_or("%Y-%m-%d")).parse().map_err(|e| MapError::Invalid(format!("date format {format:?}: {e}")))
 }
 
 /// Days since 1970-01-01.
@@ -130,9 +125,8 @@ pub fn parse_date(v: &str, format: Option<&str>) -> Result<i32, String> {
 
 fn parse_date_items(v: &str, items: &[Item<'_>], format: Option<&str>) -> Result<i32, String> {
     let mut parsed = Parsed::new();
-    let date = chrono::format::parse(&mut parsed, v.trim(), items.iter())
-        .and_then(|()| parsed.to_naive_date())
-        .map_err(|e| match format {
+    let date =
+        chrono::format::parse(&mut parsed, v.trim(), items.iter()).and_then(|()| parsed.to_naive_date()).map_err(|e| match format {
             Some(f) => format!("{e} (format {f:?})"),
             None => format!("{e} (expected YYYY-MM-DD)"),
         })?;

@@ -20,8 +20,8 @@ pub fn infer_columns(path: &Path, name: &str, format: &FormatConfig) -> Result<I
         csv_kinds(file.sample_csv(&format.csv, SAMPLE_RECORDS)?, &format.csv, &mut kinds);
     } else {
         for record in file.sample_json(SAMPLE_RECORDS)? {
-            let value: Value = serde_json::from_slice(&record)
-                .map_err(|e| DecodeError::malformed(format!("invalid JSON while sampling: {e}"), None))?;
+            let value: Value =
+                serde_json::from_slice(&record).map_err(|e| DecodeError::malformed(format!("invalid JSON while sampling: {e}"), None))?;
             flatten(&value, String::new(), &mut kinds);
         }
     }
@@ -107,7 +107,8 @@ fn csv_kinds(sample: arrow::record_batch::RecordBatch, csv: &CsvConfig, kinds: &
 pub fn columns_toml(columns: &IndexMap<String, ColumnConfig>) -> String {
     let mut out = String::new();
     for (name, c) in columns {
-        let key = if name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') { name.clone() } else { format!("{name:?}") };
+        let key =
+            if name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') { name.clone() } else { format!("{name:?}") };
         out.push_str(&format!("{key} = {{ path = {:?}, type = {:?}", c.path, c.kind.as_str()));
         if let Some(f) = &c.format {
             out.push_str(&format!(", format = {f:?}"));

@@ -59,10 +59,8 @@ impl Mapping {
         if columns.is_empty() {
             return Err(MapError::Invalid("no columns".into()));
         }
-        let columns: Vec<MappedColumn> = columns
-            .iter()
-            .map(|(name, spec)| MappedColumn { name: name.clone(), spec: spec.clone() })
-            .collect();
+        let columns: Vec<MappedColumn> =
+            columns.iter().map(|(name, spec)| MappedColumn { name: name.clone(), spec: spec.clone() }).collect();
         let mut fields: Vec<Field> = columns.iter().map(|c| Field::new(&c.name, arrow_type(c.spec.kind), true)).collect();
         if metadata_columns {
             fields.push(Field::new(SOURCE_FILE_COLUMN, DataType::Utf8, true));

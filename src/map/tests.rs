@@ -17,10 +17,13 @@ fn decode(mapping: &Mapping, json: &str) -> RecordBatch {
     let path = dir.path().join("records");
     std::fs::write(&path, json).unwrap();
     let mut batches = Vec::new();
-    crate::decode::open(&path, "records", &format).unwrap().decode(&plan, &mut |b| {
+    crate::decode::open(&path, "records", &format)
+        .unwrap()
+        .decode(&plan, &mut |b| {
             batches.push(b);
             Ok(())
-        }).unwrap();
+        })
+        .unwrap();
     assert_eq!(batches.len(), 1);
     batches.remove(0)
 }

@@ -1,7 +1,7 @@
 //! Bearer tokens: read from the source's tokens file at each request, compared in constant time.
 
 use super::{Target, UploadError};
-use axum::http::{header, HeaderMap};
+use axum::http::{HeaderMap, header};
 use tracing::error;
 
 /// Checks `Authorization: Bearer <token>` against the source's tokens file, read now.
@@ -33,4 +33,3 @@ pub(super) fn token_matches(tokens: &str, presented: &str) -> bool {
     }
     found
 }
-

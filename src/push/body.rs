@@ -1,10 +1,10 @@
 //! Reading an upload's body: chunk by chunk, with an idle timeout, and draining what is left of
 //! a refused one so the client gets the answer.
 
-use super::{UploadError, DRAIN_BYTES, DRAIN_TIME, IDLE_TIMEOUT};
+use super::{DRAIN_BYTES, DRAIN_TIME, IDLE_TIMEOUT, UploadError};
 use crate::discover::landing::{Partial, PartialError};
 use axum::body::Body;
-use axum::http::{header, HeaderMap};
+use axum::http::{HeaderMap, header};
 use futures::StreamExt;
 use tracing::error;
 
@@ -24,7 +24,8 @@ pub(super) struct BodyReader {
 
 impl BodyReader {
     pub(super) fn new(body: Body, headers: &HeaderMap) -> BodyReader {
-        let expects_continue = headers.get(header::EXPECT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        let expects_continue =
+            headers.get(header::EXPECT).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
         let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
         BodyReader { stream: body.into_data_stream(), expects_continue, polled: false, declared, received: 0, done: false }
     }
@@ -58,7 +59,9 @@ impl BodyReader {
             let chunk = match self.next(name).await {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return Ok(()),
-                Err(UploadError::CutOff { name, reason, .. }) => return Err(UploadError::CutOff { name, received: partial.written(), reason }),
+                Err(UploadError::CutOff { name, reason, .. }) => {
+                    return Err(UploadError::CutOff { name, received: partial.written(), reason });
+                }
                 Err(e) => return Err(e),
             };
             partial.write(&chunk).await.map_err(|e| match e {
@@ -98,9 +101,13 @@ impl BodyReader {
 /// chunked encoding), since HTTP/1.1 then means an empty body.
 pub(super) fn declared_length(name: &str, headers: &HeaderMap) -> Result<Option<u64>, UploadError> {
     match headers.get(header::CONTENT_LENGTH) {
-        Some(value) => value.to_str().ok().and_then(|v| v.trim().parse().ok()).map(Some).ok_or_else(|| UploadError::BadLength { name: name.to_string() }),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map(Some)
+            .ok_or_else(|| UploadError::BadLength { name: name.to_string() }),
         None if headers.contains_key(header::TRANSFER_ENCODING) => Ok(None),
         None => Err(UploadError::LengthRequired { name: name.to_string() }),
     }
 }
-

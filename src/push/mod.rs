@@ -13,16 +13,16 @@
 
 use crate::config::Config;
 use crate::discover::FileFilter;
-use crate::discover::landing::{check_name, Landing, PartialError};
+use crate::discover::landing::{Landing, PartialError, check_name};
 use crate::events::{self, UploadAnswered};
 use crate::ledger::LedgerHandle;
+use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
-use axum::Router;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,7 +35,7 @@ mod body;
 mod tests;
 
 use auth::authorize;
-use body::{declared_length, BodyReader};
+use body::{BodyReader, declared_length};
 
 /// An upload that sends nothing for this long is abandoned (408): a stalled client must not
 /// hold a partial file and a connection for ever.
@@ -120,7 +120,12 @@ impl PushState {
                 Ok(filter) => {
                     targets.insert(
                         name.clone(),
-                        Arc::new(Target { root: source.path.clone(), tokens_file: push.tokens_file.clone(), max_size: push.max_size.0, filter }),
+                        Arc::new(Target {
+                            root: source.path.clone(),
+                            tokens_file: push.tokens_file.clone(),
+                            max_size: push.max_size.0,
+                            filter,
+                        }),
                     );
                 }
                 // Config validation refuses bad patterns; should one get here, the source takes
@@ -140,9 +145,7 @@ impl PushState {
 
     /// The routes of the push endpoint.
     pub fn router(self) -> Router {
-        Router::new()
-            .route("/v1/sources/{source}/files/{name}", put(upload).fallback(method_not_allowed))
-            .with_state(self)
+        Router::new().route("/v1/sources/{source}/files/{name}", put(upload).fallback(method_not_allowed)).with_state(self)
     }
 
     fn target(&self, source: &str) -> Option<Arc<Target>> {
@@ -207,7 +210,10 @@ impl PushState {
         let ledger = self.inner.ledger.clone();
         let known = ledger
             .call(move |ledger| {
-                Ok(candidates.into_iter().filter(|(source, hash)| matches!(ledger.holder_of(source, hash), Ok(Some(_)))).collect::<Vec<_>>())
+                Ok(candidates
+                    .into_iter()
+                    .filter(|(source, hash)| matches!(ledger.holder_of(source, hash), Ok(Some(_))))
+                    .collect::<Vec<_>>())
             })
             .await
             .unwrap_or_default();
@@ -271,7 +277,9 @@ impl UploadError {
         match self {
             UploadError::UnknownSource(_) => StatusCode::NOT_FOUND,
             UploadError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            UploadError::BadPath(_) | UploadError::BadName(_) | UploadError::Filtered(_) | UploadError::BadLength { .. } => StatusCode::BAD_REQUEST,
+            UploadError::BadPath(_) | UploadError::BadName(_) | UploadError::Filtered(_) | UploadError::BadLength { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             UploadError::Empty { .. } | UploadError::CutOff { .. } => StatusCode::BAD_REQUEST,
             UploadError::LengthRequired { .. } => StatusCode::LENGTH_REQUIRED,
             UploadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -323,7 +331,12 @@ async fn method_not_allowed() -> Response {
 }
 
 /// `PUT /v1/sources/{source}/files/{name}`: counts and logs the answer, never the token.
-async fn upload(State(state): State<PushState>, path: Result<Path<(String, String)>, PathRejection>, headers: HeaderMap, body: Body) -> Response {
+async fn upload(
+    State(state): State<PushState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut body = BodyReader::new(body, &headers);
     let (source, name) = match path {
         Ok(Path(parts)) => parts,
@@ -368,7 +381,14 @@ async fn upload(State(state): State<PushState>, path: Result<Path<(String, Strin
 
 /// Checks the request, streams the body into a partial file and lands it unless its content is
 /// already held.
-async fn receive(state: &PushState, source: &str, name: &str, target: &Target, headers: &HeaderMap, body: &mut BodyReader) -> Result<Uploaded, UploadError> {
+async fn receive(
+    state: &PushState,
+    source: &str,
+    name: &str,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &mut BodyReader,
+) -> Result<Uploaded, UploadError> {
     authorize(source, target, headers).await?;
     check_name(name, false)?;
     if !target.filter.accepts(name) {
@@ -383,7 +403,8 @@ async fn receive(state: &PushState, source: &str, name: &str, target: &Target, h
         error!(source = %source, file = %name.escape_debug(), error = %e, "{what}");
         UploadError::Storage { name: name.to_string() }
     };
-    let landing = Landing::at(&target.root).map_err(|e| storage("cannot open the landing folder", &format!("{}: {e}", target.root.display())))?;
+    let landing =
+        Landing::at(&target.root).map_err(|e| storage("cannot open the landing folder", &format!("{}: {e}", target.root.display())))?;
     let mut partial = landing.start(name, target.max_size).await.map_err(|e| match e {
         PartialError::Name(bad) => UploadError::BadName(bad),
         e => storage("cannot start the upload", &e),

@@ -12,7 +12,6 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, DataType, PrimitiveType, StructField, Transaction};
-use tokio::sync::Mutex;
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -20,6 +19,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::TryStreamExt;
 use std::sync::Arc;
+use tokio::sync::Mutex;
 use url::Url;
 
 /// Commit-info key under which the batch manifest is stored.
@@ -353,7 +353,8 @@ impl SinkWriter for DeltaBatchWriter {
         if let Some(root) = &local_root {
             // `add.path` is the file's name under the root as written (hive-escaped, `a%20b`), not
             // a URL to decode.
-            let paths: Vec<_> = actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(root.join(&add.path)) } else { None }).collect();
+            let paths: Vec<_> =
+                actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(root.join(&add.path)) } else { None }).collect();
             fsync_files_and_folders(root, &paths).map_err(|e| SinkError::storage(&self.sink, format!("fsync data files: {e}")))?;
         }
         let manifest_json = serde_json::to_value(manifest).map_err(|e| SinkError::storage(&self.sink, e))?;
@@ -368,27 +369,29 @@ impl SinkWriter for DeltaBatchWriter {
             .with_application_transaction(Transaction::new(&self.app_id, manifest.seq))
             .with_metadata([(MANIFEST_KEY.to_string(), manifest_json)])
             .with_max_retries(100);
-        let added: Vec<String> = actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(add.path.clone()) } else { None }).collect();
-        let finalized = match CommitBuilder::from(properties).with_actions(actions).build(Some(snapshot), self.table.log_store(), operation).await {
-            Ok(finalized) => finalized,
-            Err(e) => {
-                if refused_before_writing(&e) {
-                    // No log entry names these files, and none ever will (a redo writes new
-                    // ones): delete them rather than leave orphans in the table's folder.
-                    for path in &added {
-                        match &local_root {
-                            Some(root) => drop(std::fs::remove_file(root.join(path))),
-                            None => {
-                                if let Ok(key) = deltalake::Path::parse(path) {
-                                    let _ = object_store::ObjectStoreExt::delete(self.table.object_store().as_ref(), &key).await;
+        let added: Vec<String> =
+            actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(add.path.clone()) } else { None }).collect();
+        let finalized =
+            match CommitBuilder::from(properties).with_actions(actions).build(Some(snapshot), self.table.log_store(), operation).await {
+                Ok(finalized) => finalized,
+                Err(e) => {
+                    if refused_before_writing(&e) {
+                        // No log entry names these files, and none ever will (a redo writes new
+                        // ones): delete them rather than leave orphans in the table's folder.
+                        for path in &added {
+                            match &local_root {
+                                Some(root) => drop(std::fs::remove_file(root.join(path))),
+                                None => {
+                                    if let Ok(key) = deltalake::Path::parse(path) {
+                                        let _ = object_store::ObjectStoreExt::delete(self.table.object_store().as_ref(), &key).await;
+                                    }
                                 }
                             }
                         }
                     }
+                    return Err(self.err(e));
                 }
-                return Err(self.err(e));
-            }
-        };
+            };
         let version = finalized.version();
         if let Some(root) = &local_root {
             self.durable

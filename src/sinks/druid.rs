@@ -132,7 +132,8 @@ impl SinkWriter for DruidWriter {
     async fn commit(self: Box<Self>, manifest: &BatchManifest) -> Result<String, SinkError> {
         let (shared, seq) = (&self.shared, manifest.seq);
         let lake = &shared.config.lake;
-        let commit = shared.lake.lake_commit(seq).await?.ok_or_else(|| shared.err(format!("lake sink {lake} does not hold batch {seq}")))?;
+        let commit =
+            shared.lake.lake_commit(seq).await?.ok_or_else(|| shared.err(format!("lake sink {lake} does not hold batch {seq}")))?;
         if commit.files.is_empty() && shared.config.input != DruidBatchInput::Delta {
             return Ok(format!("no druid task: batch {seq} added no files to {lake}"));
         }

@@ -10,7 +10,6 @@ mod client;
 mod encode;
 mod publish;
 
-
 use super::{BatchManifest, Sink, SinkError, SinkErrorKind, SinkWriter};
 use crate::config::{KafkaExactlyOnce, KafkaSinkConfig};
 use crate::events::{self, KafkaMessages};
@@ -26,7 +25,6 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-
 
 pub struct KafkaSink {
     shared: Arc<Shared>,

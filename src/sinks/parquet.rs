@@ -217,7 +217,8 @@ impl Sink for ParquetSink {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.err(format!("{}: {e}", path.display()))),
         };
-        let record: CommitRecord = serde_json::from_slice(&text).map_err(|e| self.err(format!("damaged manifest {}: {e}", path.display())))?;
+        let record: CommitRecord =
+            serde_json::from_slice(&text).map_err(|e| self.err(format!("damaged manifest {}: {e}", path.display())))?;
         let root = std::path::absolute(self.root()).map_err(|e| self.err(format!("{}: {e}", self.config.path)))?;
         Ok(Some(crate::druid::LakeCommit { root: root.to_string_lossy().into_owned(), version: None, files: record.files }))
     }
@@ -289,7 +290,8 @@ impl SinkWriter for ParquetBatchWriter {
                 std::fs::create_dir_all(&dir).map_err(|e| self.err(format!("{}: {e}", dir.display())))?;
                 let temp = dir.join(format!(".part-{}-~{}.tmp", self.file_id, crate::temp_name::unique()));
                 let file = File::create(&temp).map_err(|e| self.err(format!("{}: {e}", temp.display())))?;
-                let writer = ArrowWriter::try_new(file, self.file_schema.clone(), Some(self.properties.clone())).map_err(|e| self.err(e))?;
+                let writer =
+                    ArrowWriter::try_new(file, self.file_schema.clone(), Some(self.properties.clone())).map_err(|e| self.err(e))?;
                 self.open.insert(folder.clone(), (writer, temp));
             }
             if let Some((writer, _)) = self.open.get_mut(&folder) {
@@ -311,10 +313,8 @@ impl SinkWriter for ParquetBatchWriter {
             sync_parent(&staged).map_err(|e| self.err(e))?;
             moves.push((staged, final_path));
         }
-        let files: Vec<String> = moves
-            .iter()
-            .map(|(_, f)| f.strip_prefix(&self.root).unwrap_or(f).to_string_lossy().into_owned())
-            .collect();
+        let files: Vec<String> =
+            moves.iter().map(|(_, f)| f.strip_prefix(&self.root).unwrap_or(f).to_string_lossy().into_owned()).collect();
         crate::fault_point!("after_data_files");
         let record = CommitRecord { batch: manifest.clone(), files: files.clone() };
         let manifest_path = self.manifest_dir.join(format!("{:020}.json", manifest.seq));

@@ -3,7 +3,7 @@
 //! Hashing runs on blocking threads and every ledger question on the ledger thread.
 
 use super::Source;
-use crate::admit::{self, AdmitError, Admission, AdmittedFile};
+use crate::admit::{self, Admission, AdmitError, AdmittedFile};
 use crate::discover::Candidate;
 use crate::error::Error;
 use crate::events::{self, AdmissionFailed, FileDuplicate, FileIgnored, FileVanished};
@@ -85,10 +85,8 @@ impl Source {
     /// The ledger's verdict on each candidate, hashing those it does not know.
     async fn judge_all(&self, candidates: &[Candidate]) -> Result<Vec<Result<Admission, AdmitError>>, Error> {
         let all = candidates.to_vec();
-        let known: Vec<Option<FileState>> = self
-            .ledger
-            .call(move |ledger| all.iter().map(|c| ledger.known(&c.source, &c.name, c.size, c.mtime_ns)).collect())
-            .await?;
+        let known: Vec<Option<FileState>> =
+            self.ledger.call(move |ledger| all.iter().map(|c| ledger.known(&c.source, &c.name, c.size, c.mtime_ns)).collect()).await?;
         let unknown: Vec<Candidate> = candidates.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(c, _)| c.clone()).collect();
         let threads = self.decode_threads;
         let paths: Vec<std::path::PathBuf> = unknown.iter().map(|c| c.path.clone()).collect();

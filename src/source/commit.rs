@@ -3,9 +3,9 @@
 //! channel (bounded memory), and the batch is committed only if every file decoded. The ledger
 //! records the batch as in flight before any sink commit and as committed after all of them.
 
+use super::Source;
 use super::disposition::Dropped;
 use super::read::{Decoded, ReadJob};
-use super::Source;
 use crate::admit::AdmittedFile;
 use crate::error::Error;
 use crate::events::{self, BatchCommitted, SinkCommitFailed, SinkCommitted};
@@ -145,7 +145,8 @@ impl Source {
         ingested_at: i64,
     ) -> Result<Result<Written, (usize, Dropped)>, Error> {
         self.prepare_sinks(&mapping).await?;
-        let plan = mapping.decode_plan(&self.config.format).map_err(|e| Error::Mapping { name: self.name.clone(), detail: e.to_string() })?;
+        let plan =
+            mapping.decode_plan(&self.config.format).map_err(|e| Error::Mapping { name: self.name.clone(), detail: e.to_string() })?;
         let mut writers = Vec::with_capacity(targets.len());
         for &i in targets {
             writers.push((i, self.sinks[i].begin().await?));
@@ -266,7 +267,12 @@ impl Source {
             }
         };
         let sink_name = self.sinks[i].name().to_string();
-        events::emit(SinkCommitted { source: &self.name, sink: &sink_name, reference: &reference, seconds: started.elapsed().as_secs_f64() });
+        events::emit(SinkCommitted {
+            source: &self.name,
+            sink: &sink_name,
+            reference: &reference,
+            seconds: started.elapsed().as_secs_f64(),
+        });
         crate::fault_point!("after_sink_commit");
         let (source, sink, held_as) = (self.name.clone(), sink_name, reference.clone());
         self.ledger.call(move |ledger| ledger.record_sink_commit(&source, seq, &sink, &held_as)).await?;

@@ -7,7 +7,7 @@ use crate::config::{ColumnConfig, Config, SourceConfig};
 use crate::decode::DecodeError;
 use crate::error::Error;
 use crate::events::{self, ColumnsInferred};
-use crate::map::{infer, Mapping};
+use crate::map::{Mapping, infer};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
@@ -31,7 +31,9 @@ impl Source {
         }
         let (path, name, format) = (file.path.clone(), file.name.clone(), self.config.format.clone());
         let columns = match Source::blocking("inferring columns", move || infer::infer_columns(&path, &name, &format)).await? {
-            Ok(columns) if columns.is_empty() => return Ok(Err(DecodeError::malformed("no fields found to infer columns from".into(), None))),
+            Ok(columns) if columns.is_empty() => {
+                return Ok(Err(DecodeError::malformed("no fields found to infer columns from".into(), None)));
+            }
             Ok(columns) => columns,
             Err(e) => return Ok(Err(e)),
         };

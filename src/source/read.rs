@@ -9,10 +9,10 @@ use super::disposition::Dropped;
 use crate::admit::AdmittedFile;
 use crate::decode::{self, DecodeError, DecodePlan, Position};
 use crate::map::{MapError, Mapping};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Condvar, Mutex};
 use arrow::record_batch::RecordBatch;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Condvar, Mutex};
 use tokio::sync::mpsc;
 
 /// What the decoding threads report, in file order.
@@ -61,7 +61,8 @@ impl ReadJob {
                 (Mutex::new(Some(tx)), rx)
             })
             .unzip();
-        let progress = Progress { forwarded: Mutex::new(0), moved: Condvar::new(), stopped: AtomicBool::new(false), next: AtomicUsize::new(0) };
+        let progress =
+            Progress { forwarded: Mutex::new(0), moved: Condvar::new(), stopped: AtomicBool::new(false), next: AtomicUsize::new(0) };
         let threads = self.threads.clamp(1, inputs.len().max(1));
         let window = 2 * threads;
         std::thread::scope(|scope| {

@@ -70,7 +70,13 @@ impl Source {
                 continue;
             }
             let found = sink.batches_after(known).await?;
-            events::emit(LedgerRebuilt { source: &self.name, sink: sink.name(), ledger_batch: known, sink_batch: held, batches: found.len() });
+            events::emit(LedgerRebuilt {
+                source: &self.name,
+                sink: sink.name(),
+                ledger_batch: known,
+                sink_batch: held,
+                batches: found.len(),
+            });
             let mut imported: Vec<(BatchEntry, String)> = found
                 .into_iter()
                 .map(|(m, reference)| {
@@ -84,7 +90,8 @@ impl Source {
                 .collect();
             if imported.last().is_none_or(|(b, _)| b.seq < held) {
                 // The records are gone (log cleaned up); keep at least the seq so it is never reused.
-                imported.push((BatchEntry { source: self.name.clone(), seq: held, files: vec![], ingested_at_us: None }, "seq only".into()));
+                imported
+                    .push((BatchEntry { source: self.name.clone(), seq: held, files: vec![], ingested_at_us: None }, "seq only".into()));
             }
             imported_seqs.extend(imported.iter().map(|(b, _)| b.seq));
             let sink_name = sink.name().to_string();

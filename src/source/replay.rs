@@ -2,8 +2,8 @@
 //! (same files, same seq, same `_ingested_at`), or it is stuck. Recovery decides when; this
 //! file only does it.
 
-use super::commit::OnFirstFailure;
 use super::Source;
+use super::commit::OnFirstFailure;
 use crate::admit::{self, AdmittedFile};
 use crate::error::Error;
 use crate::events::{self, BatchReplaying};
@@ -54,7 +54,14 @@ fn find(root: &Path, archive: Option<&Path>, entry: &FileEntry) -> Option<Admitt
     let (Some(size), Some(mtime_ns)) = (entry.size, entry.mtime_ns) else {
         return find_by_content(root, archive, entry);
     };
-    let file = AdmittedFile { path: root.join(&entry.name), name: entry.name.clone(), size, mtime_ns, hash: entry.hash.clone(), ready_at: Instant::now() };
+    let file = AdmittedFile {
+        path: root.join(&entry.name),
+        name: entry.name.clone(),
+        size,
+        mtime_ns,
+        hash: entry.hash.clone(),
+        ready_at: Instant::now(),
+    };
     // A file rewritten since is not the content the ledger recorded.
     file.unchanged_on_disk().then_some(file)
 }

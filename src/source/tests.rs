@@ -137,8 +137,11 @@ impl Fixture {
 
     /// A fresh `Source` over the same ledger and sink stores: what a restart builds.
     fn source(&self) -> Source {
-        let sinks: Vec<Box<dyn Sink>> =
-            self.stores.iter().map(|(name, store)| Box::new(FakeSink { name: name.clone(), store: store.clone() }) as Box<dyn Sink>).collect();
+        let sinks: Vec<Box<dyn Sink>> = self
+            .stores
+            .iter()
+            .map(|(name, store)| Box::new(FakeSink { name: name.clone(), store: store.clone() }) as Box<dyn Sink>)
+            .collect();
         Source::new(&self.name, &self.config, self.ledger.clone(), sinks).unwrap()
     }
 

@@ -133,7 +133,8 @@ async fn gate(State(state): State<Shared>, request: axum::extract::Request, next
     let early = {
         let mut s = state.lock().expect("mock state");
         let auth = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let json = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+        let json =
+            request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
         if s.unavailable > 0 {
             s.unavailable -= 1;
             Some(reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "Overlord is not the leader yet"})))
@@ -242,12 +243,15 @@ async fn task_status(State(state): State<Shared>, Path(id): Path<String>) -> Rep
         (false, Some(message)) => ("FAILED", json!(message)),
         (false, None) => ("SUCCESS", Value::Null),
     };
-    reply(StatusCode::OK, json!({"task": id, "status": {
-        "id": id, "groupId": id, "type": task.kind, "createdTime": "2024-01-01T00:00:00.000Z",
-        "queueInsertionTime": "1970-01-01T00:00:00.000Z", "statusCode": code, "status": code,
-        "runnerStatusCode": if code == "RUNNING" { "RUNNING" } else { "NONE" }, "duration": -1,
-        "location": {"host": null, "port": -1, "tlsPort": -1}, "dataSource": task.datasource, "errorMsg": error,
-    }}))
+    reply(
+        StatusCode::OK,
+        json!({"task": id, "status": {
+            "id": id, "groupId": id, "type": task.kind, "createdTime": "2024-01-01T00:00:00.000Z",
+            "queueInsertionTime": "1970-01-01T00:00:00.000Z", "statusCode": code, "status": code,
+            "runnerStatusCode": if code == "RUNNING" { "RUNNING" } else { "NONE" }, "duration": -1,
+            "location": {"host": null, "port": -1, "tlsPort": -1}, "dataSource": task.datasource, "errorMsg": error,
+        }}),
+    )
 }
 
 fn rand_suffix() -> String {

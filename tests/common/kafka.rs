@@ -15,14 +15,24 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start(log: &std::path::Path) -> Tansu {
-        let bin = std::env::var("INGESTD_TANSU").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ingestd/tansu-0.6.0/bin/tansu")
-        });
+        let bin = std::env::var("INGESTD_TANSU")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ingestd/tansu-0.6.0/bin/tansu"));
         assert!(bin.exists(), "no tansu broker at {}: run scripts/test.sh, which installs it", bin.display());
         let port = super::free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = super::dies_with_test(&mut Command::new(&bin))
-            .args(["broker", "--storage-engine", "memory://tansu/", "--listener-url", &url, "--advertised-listener-url", &url, "--cluster-id", "test"])
+            .args([
+                "broker",
+                "--storage-engine",
+                "memory://tansu/",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--cluster-id",
+                "test",
+            ])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("tansu log"))
             .spawn()
@@ -124,7 +134,9 @@ pub fn read_topic_rdkafka(brokers: &str, topic: &str) -> Vec<KafkaRow> {
                 value: serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON value"),
                 headers: m
                     .headers()
-                    .map(|h| h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect())
+                    .map(|h| {
+                        h.iter().map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())).collect()
+                    })
                     .unwrap_or_default(),
             }),
         }

@@ -68,12 +68,7 @@ impl Workspace {
 
     /// Runs `ingestd ARGS` in the workspace.
     pub fn ingestd(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("INGESTD_LOG_FORMAT", "text")
-            .output()
-            .expect("run ingestd")
+        Command::new(BIN).args(args).current_dir(self.dir.path()).env("INGESTD_LOG_FORMAT", "text").output().expect("run ingestd")
     }
 
     /// Runs `ingestd once --json` and returns its summary; panics with the logs on failure.
@@ -351,5 +346,8 @@ pub fn http(port: u16, path: &str) -> (u16, String) {
 
 /// Data files below a Delta table (its log excluded).
 pub fn data_files(table: &Path) -> Vec<PathBuf> {
-    walk_files(table).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet") && !p.starts_with(table.join("_delta_log"))).collect()
+    walk_files(table)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet") && !p.starts_with(table.join("_delta_log")))
+        .collect()
 }

@@ -59,7 +59,10 @@ impl Moto {
 
     /// The `[sinks.X.s3]` / `[sources.X.s3]` keys for this server, credentials included.
     pub fn config_keys(&self) -> String {
-        format!("endpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n", self.endpoint)
+        format!(
+            "endpoint = \"{}\"\nregion = \"us-east-1\"\naccess_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"{SECRET_KEY}\"\n",
+            self.endpoint
+        )
     }
 
     /// The options of [`Moto::config_keys`], as object_store and deltalake take them.
@@ -91,7 +94,9 @@ impl Moto {
         deltalake::aws::register_handlers(None);
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         rt.block_on(async {
-            let table = deltalake::open_table_with_storage_options(url::Url::parse(url).expect("url"), self.storage_options()).await.expect("open delta table");
+            let table = deltalake::open_table_with_storage_options(url::Url::parse(url).expect("url"), self.storage_options())
+                .await
+                .expect("open delta table");
             let uris: Vec<String> = table.get_file_uris().expect("file uris").collect();
             let bucket = url.trim_start_matches("s3://").split('/').next().expect("bucket");
             let store = self.store(bucket);

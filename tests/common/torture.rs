@@ -2,7 +2,7 @@
 //! instants, aborts at named fault points) while files keep arriving, then checked row by row.
 
 use super::*;
-use ingestd::sample::{write_attom_files, AttomSpec};
+use ingestd::sample::{AttomSpec, write_attom_files};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -101,7 +101,10 @@ impl Torture {
         let actual = fingerprints_of_table(&read(&self.ws));
         let (lost, duplicated, unexpected) = compare_rows(&self.expected, &actual);
         let rows: usize = self.expected.values().sum();
-        println!("{} kills, {rows} rows expected: {lost} lost, {duplicated} duplicated, {unexpected} unexpected (last once: {summary})", self.kills);
+        println!(
+            "{} kills, {rows} rows expected: {lost} lost, {duplicated} duplicated, {unexpected} unexpected (last once: {summary})",
+            self.kills
+        );
         assert_eq!((lost, duplicated, unexpected), (0, 0, 0));
 
         let status = String::from_utf8_lossy(&self.ws.ingestd(&["status"]).stdout).to_string();
@@ -113,7 +116,8 @@ impl Torture {
         }
         let quarantined = std::fs::read_dir(self.ws.path("quarantine")).map(|d| d.count()).unwrap_or(0);
         assert_eq!(quarantined, 0, "nothing may be quarantined");
-        let left: Vec<_> = std::fs::read_dir(self.ws.path("drop")).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != ".ingestd.lock").collect();
+        let left: Vec<_> =
+            std::fs::read_dir(self.ws.path("drop")).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n != ".ingestd.lock").collect();
         assert!(left.is_empty(), "committed files are deleted, others must have been ingested: {left:?}");
     }
 }
@@ -147,4 +151,3 @@ pub fn torture(mut t: Torture, points: &[&str]) -> Torture {
     t.arrive(rest);
     t
 }
-

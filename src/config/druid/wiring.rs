@@ -52,7 +52,9 @@ pub(crate) fn wiring_problems(config: &crate::config::Config) -> Vec<String> {
                     ));
                 }
             }
-            SinkConfig::Kafka(KafkaSinkConfig { druid: Some(druid), .. }) => problems.extend(druid.problems(&format!("sinks.{name}.druid"))),
+            SinkConfig::Kafka(KafkaSinkConfig { druid: Some(druid), .. }) => {
+                problems.extend(druid.problems(&format!("sinks.{name}.druid")))
+            }
             _ => {}
         }
     }

@@ -8,10 +8,10 @@ mod syntax;
 pub use record::FieldTree;
 use record::TextColumns;
 
-use super::{DecodeError, Layout, Position, BATCH_ROWS};
+use super::{BATCH_ROWS, DecodeError, Layout, Position};
 use arrow::record_batch::RecordBatch;
 use std::io::Read;
-use syntax::{after_key, bad, expect, peek, skip_string, skip_value, skip_ws, Misfit, Stop};
+use syntax::{Misfit, Stop, after_key, bad, expect, peek, skip_string, skip_value, skip_ws};
 
 /// The read buffer; it grows for a record larger than this, up to [`MAX_RECORD`].
 const CHUNK: usize = 4 << 20;
@@ -39,9 +39,14 @@ pub(super) enum Records<'a> {
 enum Place {
     Start,
     /// Inside the envelope object at this depth of `records_path`; `first` before its first key.
-    Envelope { level: usize, first: bool },
+    Envelope {
+        level: usize,
+        first: bool,
+    },
     /// Inside the records array; `first` before its first element.
-    Array { first: bool },
+    Array {
+        first: bool,
+    },
     /// NDJSON: between lines.
     Lines,
     /// After the last record: only whitespace may follow.
@@ -76,7 +81,18 @@ impl<'a> JsonReader<'a> {
             _ => Vec::new(),
         };
         let found = vec![false; envelope.len()];
-        JsonReader { place: Place::Start, envelope, found, ndjson: *layout == Layout::Ndjson, records, count: 0, newlines: 0, base: 0, counted_to: 0, chunk: CHUNK }
+        JsonReader {
+            place: Place::Start,
+            envelope,
+            found,
+            ndjson: *layout == Layout::Ndjson,
+            records,
+            count: 0,
+            newlines: 0,
+            base: 0,
+            counted_to: 0,
+            chunk: CHUNK,
+        }
     }
 
     /// Reads the whole stream.
@@ -295,7 +311,9 @@ impl<'a> JsonReader<'a> {
         match misfit {
             Misfit::NotAnObject => "a record is not a JSON object".to_string(),
             Misfit::NotAnObjectAt(node) => match &self.records {
-                Records::Columns { tree, .. } => format!("a record does not fit the mapping: {:?} is not an object", tree.object_path(node)),
+                Records::Columns { tree, .. } => {
+                    format!("a record does not fit the mapping: {:?} is not an object", tree.object_path(node))
+                }
                 Records::Raw { .. } => "a record does not fit the mapping".to_string(),
             },
             Misfit::NoEnvelopeKey(level) => format!("no {:?} key in the JSON object (records_path = {path:?})", self.envelope[level]),
@@ -349,10 +367,16 @@ mod tests {
     fn decode_text(text: &[u8], layout: &Layout, chunk: usize) -> Result<String, DecodeError> {
         let tree = FieldTree::new(["id", "sale.amount", "note"]).map_err(|e| DecodeError::malformed(e, None))?;
         let mut batches = Vec::new();
-        decode_in_chunks(text, layout, &tree, &mut |b| {
-            batches.push(b);
-            Ok(())
-        }, chunk)?;
+        decode_in_chunks(
+            text,
+            layout,
+            &tree,
+            &mut |b| {
+                batches.push(b);
+                Ok(())
+            },
+            chunk,
+        )?;
         Ok(pretty_format_batches(&batches).map(|t| t.to_string()).unwrap_or_default())
     }
 
@@ -402,11 +426,17 @@ mod tests {
         let big = format!(r#"[{{"note": "{}", "id": 1}}]"#, "x".repeat(100_000));
         let tree = FieldTree::new(["note"]).unwrap();
         let mut rows = 0;
-        decode_in_chunks(big.as_bytes(), &Layout::JsonArray, &tree, &mut |b| {
-            rows += b.num_rows();
-            assert_eq!(b.column(0).as_string::<i32>().value(0).len(), 100_000);
-            Ok(())
-        }, 1024)
+        decode_in_chunks(
+            big.as_bytes(),
+            &Layout::JsonArray,
+            &tree,
+            &mut |b| {
+                rows += b.num_rows();
+                assert_eq!(b.column(0).as_string::<i32>().value(0).len(), 100_000);
+                Ok(())
+            },
+            1024,
+        )
         .unwrap();
         assert_eq!(rows, 1);
     }

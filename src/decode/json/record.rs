@@ -2,7 +2,7 @@
 //! keys are followed, every other value is skipped (its syntax still checked), and leaf values
 //! are appended straight to per-column buffers, so no record allocates.
 
-use super::syntax::{self, literal, peek, read_string, skip_value, Misfit, Step, Stop};
+use super::syntax::{self, Misfit, Step, Stop, literal, peek, read_string, skip_value};
 use arrow::array::{ArrayRef, StringArray};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};

@@ -89,7 +89,8 @@ fn recursion_and_symlinks_follow_the_config() {
 fn one_folder_one_watcher() {
     let dir = tempfile::tempdir().unwrap();
     let first = source_in(dir.path(), "0s");
-    let text = format!("[sources.s]\npath = {:?}\nsinks = [\"t\"]\n[sinks.t]\nkind = \"delta\"\nuri = \"t\"\n", dir.path().display().to_string());
+    let text =
+        format!("[sources.s]\npath = {:?}\nsinks = [\"t\"]\n[sinks.t]\nkind = \"delta\"\nuri = \"t\"\n", dir.path().display().to_string());
     let config = Config::from_toml(&text, dir.path()).unwrap();
     match FolderSource::new("other", &config.sources["s"]) {
         Err(FolderError::Locked { .. }) => {}

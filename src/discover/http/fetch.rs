@@ -3,9 +3,9 @@
 
 use crate::config::{FetchConfig, HttpKind, ListingKind};
 use crate::discover::landing::{Landing, PartialError};
-use crate::discover::remote::{with_retries, Attempt, RemoteVersion};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, DATE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use crate::discover::remote::{Attempt, RemoteVersion, with_retries};
 use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, DATE, ETAG, HeaderMap, HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use std::time::SystemTime;
 use url::Url;
 
@@ -40,7 +40,10 @@ pub(super) struct Page {
 
 /// How a download ended (failures are the `Err` of [`Fetcher::download`]).
 pub(super) enum Fetched {
-    Landed { version: RemoteVersion, bytes: u64 },
+    Landed {
+        version: RemoteVersion,
+        bytes: u64,
+    },
     NotModified,
     /// Changed less than `min_age` ago by the server's clock: left for a later poll.
     TooFresh,
@@ -56,7 +59,9 @@ impl Fetcher {
         let json = match forced {
             ListingKind::Json => true,
             ListingKind::Html => false,
-            ListingKind::Auto => response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.to_ascii_lowercase().contains("json")),
+            ListingKind::Auto => {
+                response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.to_ascii_lowercase().contains("json"))
+            }
         };
         let url = response.url().clone();
         let mut body = Vec::new();
@@ -184,7 +189,11 @@ fn transport(e: reqwest::Error) -> Attempt {
 
 /// 5xx, 429 and 408 are passing; other statuses (4xx, a redirect to another origin) are not.
 pub(super) fn status_error(status: StatusCode) -> Attempt {
-    let reason = if status.is_redirection() { format!("HTTP {status} (redirects to another origin are not followed)") } else { format!("HTTP {status}") };
+    let reason = if status.is_redirection() {
+        format!("HTTP {status} (redirects to another origin are not followed)")
+    } else {
+        format!("HTTP {status}")
+    };
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT {
         Attempt::Retry(reason)
     } else {

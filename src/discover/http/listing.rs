@@ -130,7 +130,8 @@ fn hrefs(html: &str) -> Vec<String> {
             i = html[start..].find("-->").map_or(html.len(), |end| start + end + 3);
             continue;
         }
-        let is_anchor = bytes.get(start + 1).is_some_and(|b| b.eq_ignore_ascii_case(&b'a')) && bytes.get(start + 2).is_some_and(u8::is_ascii_whitespace);
+        let is_anchor = bytes.get(start + 1).is_some_and(|b| b.eq_ignore_ascii_case(&b'a'))
+            && bytes.get(start + 2).is_some_and(u8::is_ascii_whitespace);
         if !is_anchor {
             i = start + 1;
             continue;

@@ -1,5 +1,5 @@
 use super::fetch::{client, parse_http_date, partial_error, safe_url, status_error};
-use super::listing::{classify, folder_of, html, manifest, percent_decode, Found, Link};
+use super::listing::{Found, Link, classify, folder_of, html, manifest, percent_decode};
 use crate::config::{FetchConfig, HttpKind, HttpSourceConfig};
 use crate::discover::landing::{self, PartialError};
 use crate::discover::remote::{Attempt, RemoteVersion};
@@ -126,10 +126,7 @@ fn hrefs_in_any_quoting_case_and_outside_comments() {
         <abbr href="no">n</abbr> <a name="anchor">x</a> <a href = "three#frag" >3</a> <a
         href="four">4</a> <a href="caf&#xe9;">5</a> <a href="/d/five">6</a> <a href="http://h/d/six">7</a>"#;
     let names: Vec<Link> = html(body, &page, &folder_of(&page)).into_iter().map(|f| f.link).collect();
-    assert_eq!(
-        names,
-        vec![file("one"), file("two&2"), file("three"), file("four"), file("café"), file("five"), file("six")]
-    );
+    assert_eq!(names, vec![file("one"), file("two&2"), file("three"), file("four"), file("café"), file("five"), file("six")]);
     // Unterminated markup ends the scan without a panic.
     for broken in ["<a href=\"x", "<a ", "<a href=", "<!-- <a href=x>", "&amp", "<a href=\"&#xffffffff;\">"] {
         let _ = html(broken, &page, &folder_of(&page));

@@ -5,18 +5,18 @@
 //! deltalake's own `optimize` needs DataFusion (a large build); compaction here reads the small
 //! files with the parquet crate and writes them back with the same writer the batches use.
 
-use super::{fsync_files_and_folders, DurableLog};
-use crate::sinks::{SinkError, Upkeep};
-use async_trait::async_trait;
+use super::{DurableLog, fsync_files_and_folders};
 use crate::config::DeltaSinkConfig;
-use arrow::array::{new_null_array, ArrayRef, StringArray};
+use crate::sinks::{SinkError, Upkeep};
+use arrow::array::{ArrayRef, StringArray, new_null_array};
 use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, LogicalFileView};
 use deltalake::logstore::object_store::ObjectStoreExt;
+use deltalake::operations::vacuum::VacuumMode;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::file::properties::WriterProperties;
-use deltalake::operations::vacuum::VacuumMode;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaResult, DeltaTable, DeltaTableError};
@@ -178,7 +178,11 @@ async fn checkpoint_if_due(table: &mut DeltaTable, config: &DeltaSinkConfig, sch
 
 /// Rewrites small files of the partition that has the most of them (at least
 /// `compact_min_files`) into one or a few files.
-async fn compact(table: &mut DeltaTable, config: &DeltaSinkConfig, properties: WriterProperties) -> DeltaResult<Option<(usize, usize, i64)>> {
+async fn compact(
+    table: &mut DeltaTable,
+    config: &DeltaSinkConfig,
+    properties: WriterProperties,
+) -> DeltaResult<Option<(usize, usize, i64)>> {
     let target = config.target_file_size.0 as i64;
     let mut by_partition: BTreeMap<Vec<(String, Option<String>)>, Vec<LogicalFileView>> = BTreeMap::new();
     let files: Vec<LogicalFileView> = table.get_active_add_actions_by_partitions(&[]).try_collect().await?;
@@ -236,7 +240,8 @@ async fn compact(table: &mut DeltaTable, config: &DeltaSinkConfig, properties: W
     for attempt in 0..COMMIT_ATTEMPTS {
         if attempt > 0 {
             table.update_state().await?;
-            let active: HashSet<String> = table.get_active_add_actions_by_partitions(&[]).map_ok(|f| f.path().to_string()).try_collect().await?;
+            let active: HashSet<String> =
+                table.get_active_add_actions_by_partitions(&[]).map_ok(|f| f.path().to_string()).try_collect().await?;
             if !replaced.iter().all(|path| active.contains(path)) {
                 debug!(files = replaced.len(), "compaction gave up: another writer replaced some of its files");
                 discard(table, &actions).await;
@@ -245,7 +250,10 @@ async fn compact(table: &mut DeltaTable, config: &DeltaSinkConfig, properties: W
         }
         // Checkpoints are ours to schedule (see `maintain`), not the post-commit hook's.
         let properties = CommitProperties::default().with_create_checkpoint(false).with_max_retries(0);
-        let commit = CommitBuilder::from(properties).with_actions(actions.clone()).build(Some(table.snapshot()?), table.log_store(), operation.clone()).await;
+        let commit = CommitBuilder::from(properties)
+            .with_actions(actions.clone())
+            .build(Some(table.snapshot()?), table.log_store(), operation.clone())
+            .await;
         match commit {
             Ok(finalized) => return Ok(Some((small.len(), written, finalized.version() as i64))),
             Err(DeltaTableError::Transaction { source: TransactionError::MaxCommitAttempts(_) }) => continue,

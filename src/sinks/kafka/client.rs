@@ -6,11 +6,11 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
@@ -248,10 +248,7 @@ const END_TXN: i16 = 26;
 
 /// The API keys a broker advertises (an ApiVersions v0 request over plaintext).
 fn advertised_api_keys(broker: &str) -> std::io::Result<Vec<i16>> {
-    let address = broker
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
+    let address = broker.to_socket_addrs()?.next().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))?;
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(10))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let client_id = b"ingestd";
@@ -281,9 +278,7 @@ fn parse_api_versions(reply: &[u8]) -> Option<Vec<i16>> {
         return None;
     }
     let count = i32::from_be_bytes(reply.get(6..10)?.try_into().ok()?);
-    (0..count.max(0) as usize)
-        .map(|i| reply.get(10 + i * 6..12 + i * 6).and_then(|b| b.try_into().ok()).map(i16::from_be_bytes))
-        .collect()
+    (0..count.max(0) as usize).map(|i| reply.get(10 + i * 6..12 + i * 6).and_then(|b| b.try_into().ok()).map(i16::from_be_bytes)).collect()
 }
 
 #[cfg(test)]

@@ -121,7 +121,14 @@ fn send_rows(
 ) -> Result<u64, String> {
     let manifest = batch.manifest;
     // Row r comes from the file whose cumulative row range holds r.
-    let ends: Vec<u64> = manifest.files.iter().scan(0, |sum, f| { *sum += f.rows; Some(*sum) }).collect();
+    let ends: Vec<u64> = manifest
+        .files
+        .iter()
+        .scan(0, |sum, f| {
+            *sum += f.rows;
+            Some(*sum)
+        })
+        .collect();
     let batch_id = manifest.seq.to_string();
     let deadline = Instant::now() + batch.config.delivery_timeout();
     let (mut row, mut file, mut sent) = (0u64, 0usize, 0u64);
@@ -130,7 +137,8 @@ fn send_rows(
             while file < ends.len() && row >= ends[file] {
                 file += 1;
             }
-            let source_file = manifest.files.get(file).ok_or_else(|| format!("row {row} is beyond the manifest's {} rows", ends.last().unwrap_or(&0)))?;
+            let source_file =
+                manifest.files.get(file).ok_or_else(|| format!("row {row} is beyond the manifest's {} rows", ends.last().unwrap_or(&0)))?;
             let partition = encode::partition_of(message.key.as_deref(), row, partitions);
             if !landed.get(row as usize).copied().unwrap_or(false) {
                 let row_text = row.to_string();

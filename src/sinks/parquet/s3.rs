@@ -6,13 +6,13 @@
 //! manifest is finished by `recover` (the copies are redone); a crash before it leaves only
 //! staged objects, which `recover` deletes.
 
-use super::{CommitRecord, ParquetBatchWriter, MANIFEST_DIR};
-use crate::config::{parse_s3_url, ParquetSinkConfig};
+use super::{CommitRecord, MANIFEST_DIR, ParquetBatchWriter};
+use crate::config::{ParquetSinkConfig, parse_s3_url};
+use crate::discover::s3::build_store;
 use crate::sinks::{BatchManifest, SinkError, SinkWriter};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use crate::discover::s3::build_store;
 use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
@@ -201,7 +201,10 @@ impl S3Dataset {
     }
 
     /// A writer for one batch, spooling its files in a folder of its own.
-    pub(super) fn writer(self: &Arc<Self>, spool_writer: impl FnOnce(PathBuf) -> Result<ParquetBatchWriter, SinkError>) -> Result<S3BatchWriter, SinkError> {
+    pub(super) fn writer(
+        self: &Arc<Self>,
+        spool_writer: impl FnOnce(PathBuf) -> Result<ParquetBatchWriter, SinkError>,
+    ) -> Result<S3BatchWriter, SinkError> {
         let spool = self.spool_root.join(crate::temp_name::unique());
         Ok(S3BatchWriter { dataset: self.clone(), inner: spool_writer(spool.clone())?, spool })
     }

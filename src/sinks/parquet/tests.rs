@@ -21,7 +21,8 @@ fn only_this_writers_temporary_files_are_removed() {
         std::fs::write(dir.path().join(name), b"x").unwrap();
     }
     remove_temps(dir.path(), ".part-h+a-", &Default::default()).unwrap();
-    let mut left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut left: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
     assert_eq!(left, [".part-h+a-b-0000000007.parquet.tmp", ".part-h+a-b-~1-2-3.tmp", "part-h+a-0000000006.parquet"]);
 }
@@ -30,7 +31,13 @@ fn only_this_writers_temporary_files_are_removed() {
 fn a_batch_is_found_with_the_files_its_manifest_names() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_string_lossy().into_owned();
-    let config = ParquetSinkConfig { path: path.clone(), partition_by: vec!["zip".into()], compression: ParquetCompression::Zstd, zstd_level: 3, s3: Default::default() };
+    let config = ParquetSinkConfig {
+        path: path.clone(),
+        partition_by: vec!["zip".into()],
+        compression: ParquetCompression::Zstd,
+        zstd_level: 3,
+        s3: Default::default(),
+    };
     let schema = Arc::new(Schema::new(vec![
         arrow::datatypes::Field::new("zip", arrow::datatypes::DataType::Utf8, true),
         arrow::datatypes::Field::new("n", arrow::datatypes::DataType::Int64, true),

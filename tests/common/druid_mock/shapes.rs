@@ -5,8 +5,22 @@
 use serde_json::Value;
 
 const GRANULARITIES: [&str; 16] = [
-    "NONE", "SECOND", "MINUTE", "FIVE_MINUTE", "TEN_MINUTE", "FIFTEEN_MINUTE", "THIRTY_MINUTE", "HOUR", "SIX_HOUR",
-    "EIGHT_HOUR", "DAY", "WEEK", "MONTH", "QUARTER", "YEAR", "ALL",
+    "NONE",
+    "SECOND",
+    "MINUTE",
+    "FIVE_MINUTE",
+    "TEN_MINUTE",
+    "FIFTEEN_MINUTE",
+    "THIRTY_MINUTE",
+    "HOUR",
+    "SIX_HOUR",
+    "EIGHT_HOUR",
+    "DAY",
+    "WEEK",
+    "MONTH",
+    "QUARTER",
+    "YEAR",
+    "ALL",
 ];
 const AGGREGATORS: [&str; 7] = ["count", "longSum", "doubleSum", "longMin", "longMax", "doubleMin", "doubleMax"];
 
