@@ -25,6 +25,11 @@ impl AdmittedFile {
         crate::discover::stat(&self.path) == Some((self.size, self.mtime_ns))
     }
 
+    /// This file as discovery handed it on, to be offered again.
+    pub fn candidate(&self, source: &str) -> Candidate {
+        Candidate { source: source.to_string(), path: self.path.clone(), name: self.name.clone(), size: self.size, mtime_ns: self.mtime_ns }
+    }
+
     /// The ledger's view of this file, with the rows it gave.
     pub fn entry(&self, rows: Option<u64>) -> FileEntry {
         FileEntry { name: self.name.clone(), size: Some(self.size), mtime_ns: Some(self.mtime_ns), hash: self.hash.clone(), rows }
@@ -85,13 +90,16 @@ pub fn judge(ledger: &Ledger, candidate: &Candidate, hash: String, allow_overwri
 /// yet committed to their file names. Content already queued under another name is a duplicate
 /// waiting for its twin; under the same name it is the same file offered twice.
 pub fn with_queue(admission: Admission, pending: &dyn Fn(&str) -> Option<String>) -> Admission {
-    match admission {
-        Admission::New(file) | Admission::IgnoredOverwrite(file) if pending(&file.hash).is_some() => match pending(&file.hash) {
-            Some(name) if name == file.name => Admission::Known(FileState::InFlight),
-            Some(of) => Admission::Duplicate { file, of, committed: false },
-            None => Admission::New(file),
-        },
-        other => other,
+    let queued = match &admission {
+        Admission::New(file) | Admission::IgnoredOverwrite(file) => pending(&file.hash).map(|name| (name == file.name, name)),
+        _ => None,
+    };
+    match (queued, admission) {
+        (Some((true, _)), _) => Admission::Known(FileState::InFlight),
+        (Some((false, of)), Admission::New(file) | Admission::IgnoredOverwrite(file)) => {
+            Admission::Duplicate { file, of, committed: false }
+        }
+        (_, admission) => admission,
     }
 }
 
@@ -122,13 +130,7 @@ mod tests {
     }
 
     /// The whole admission of one candidate, as a source runs it.
-    fn admit(
-        ledger: &Ledger,
-        c: &Candidate,
-        _: Option<String>,
-        pending: &dyn Fn(&str) -> Option<String>,
-        overwrites: bool,
-    ) -> Result<Admission, LedgerError> {
+    fn admit(ledger: &Ledger, c: &Candidate, pending: &dyn Fn(&str) -> Option<String>, overwrites: bool) -> Result<Admission, LedgerError> {
         let hash = hash_file(&c.path).unwrap();
         judge(ledger, c, hash, overwrites).map(|a| with_queue(a, pending))
     }
@@ -139,30 +141,30 @@ mod tests {
         let mut ledger = Ledger::open(&dir.path().join("state")).unwrap();
         let none = |_: &str| None;
         let a = candidate(dir.path(), "a", "[1]");
-        let Admission::New(file) = admit(&ledger, &a, None, &none, true).unwrap() else { panic!("a is new") };
+        let Admission::New(file) = admit(&ledger, &a, &none, true).unwrap() else { panic!("a is new") };
         assert_eq!(file.hash, blake3::hash(b"[1]").to_hex().to_string());
 
         ledger
             .begin_batch(&crate::ledger::BatchEntry { source: "s".into(), seq: 1, files: vec![file.entry(Some(1))], ingested_at_us: None })
             .unwrap();
         ledger.finish_batch("s", 1).unwrap();
-        assert!(matches!(admit(&ledger, &a, None, &none, true).unwrap(), Admission::Known(FileState::Committed)));
+        assert!(matches!(admit(&ledger, &a, &none, true).unwrap(), Admission::Known(FileState::Committed)));
 
         let copy = candidate(dir.path(), "a copy", "[1]");
-        match admit(&ledger, &copy, None, &none, true).unwrap() {
+        match admit(&ledger, &copy, &none, true).unwrap() {
             Admission::Duplicate { of, committed, .. } => assert_eq!((of.as_str(), committed), ("a", true)),
             other => panic!("expected a duplicate, got {other:?}"),
         }
         let b = candidate(dir.path(), "b", "[2]");
         let waiting = |h: &str| (h == blake3::hash(b"[2]").to_hex().as_str()).then(|| "b0".to_string());
-        assert!(matches!(admit(&ledger, &b, None, &waiting, true).unwrap(), Admission::Duplicate { .. }));
+        assert!(matches!(admit(&ledger, &b, &waiting, true).unwrap(), Admission::Duplicate { .. }));
         let queued = |h: &str| (h == blake3::hash(b"[2]").to_hex().as_str()).then(|| "b".to_string());
-        assert!(matches!(admit(&ledger, &b, None, &queued, true).unwrap(), Admission::Known(FileState::InFlight)), "b offered twice");
+        assert!(matches!(admit(&ledger, &b, &queued, true).unwrap(), Admission::Known(FileState::InFlight)), "b offered twice");
 
         // "a" rewritten in place with new content: new rows, or ignored, as the policy says.
         let rewritten = Candidate { mtime_ns: 2, ..candidate(dir.path(), "a", "[3]") };
-        assert!(matches!(admit(&ledger, &rewritten, None, &none, true).unwrap(), Admission::New(_)));
-        assert!(matches!(admit(&ledger, &rewritten, None, &none, false).unwrap(), Admission::IgnoredOverwrite(_)));
+        assert!(matches!(admit(&ledger, &rewritten, &none, true).unwrap(), Admission::New(_)));
+        assert!(matches!(admit(&ledger, &rewritten, &none, false).unwrap(), Admission::IgnoredOverwrite(_)));
     }
 
     #[test]

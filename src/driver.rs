@@ -5,7 +5,8 @@
 
 use crate::discover::{Candidate, FolderSource};
 use crate::error::Error;
-use crate::events::{self, BatchFailed, SinkRead, SourceHealthy, SourceWatched};
+use crate::events::{self, BatchFailed, LedgerClosed, SinkRead, SourceHealthy, SourceWatched};
+use crate::ledger::LedgerError;
 use crate::sinks::SinkErrorKind;
 use crate::source::{Source, Totals};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,10 +110,18 @@ pub async fn drive(
             Err(e) if mode == Mode::Once => return Err(e),
             Err(e) => {
                 let retry_in = retry_delay(&e, &mut backoff);
-                if let Error::Sink(sink_error) = &e {
-                    events::emit(SinkRead { source: &source.name, sink: sink_error.sink(), error: Some(sink_error) });
-                }
-                events::emit(BatchFailed { source: &source.name, error: &e, kind: e.kind(), retry_in });
+                let sink_kind = match &e {
+                    Error::Sink(sink_error) => {
+                        events::emit(SinkRead { source: &source.name, sink: sink_error.sink(), error: Some(sink_error) });
+                        Some(sink_error.kind.as_str())
+                    }
+                    Error::Ledger(LedgerError::Stopped) => {
+                        events::emit(LedgerClosed);
+                        None
+                    }
+                    _ => None,
+                };
+                events::emit(BatchFailed { source: &source.name, error: &e, kind: e.kind(), sink_kind, retry_in });
                 tokio::select! {
                     _ = tokio::time::sleep(retry_in) => {}
                     _ = stop.changed(), if stop_open => {}

@@ -1,4 +1,4 @@
-//! After the commit, table upkeep: each sink's table upkeep runs on its own thread, woken after every batch,
+//! After the commit: each sink's table upkeep runs on its own thread, woken after every batch,
 //! so compaction never sits between a file's arrival and its commit. Wake-ups that arrive
 //! during a round fold into one more round. The thread runs at a lower CPU priority: on a busy
 //! machine the batches (and their latency) come first, upkeep takes what is left.

@@ -39,14 +39,25 @@ pub struct BatchFailed<'a> {
     pub source: &'a str,
     pub error: &'a dyn std::fmt::Display,
     pub kind: ErrorKind,
+    /// When a sink failed, the kind of its failure (`retryable`, `conflict`, `fatal`).
+    pub sink_kind: Option<&'a str>,
     pub retry_in: Duration,
 }
 
 impl Event for BatchFailed<'_> {
     fn emit(self) {
-        error!(source = %self.source, error = %self.error, retry_in = ?self.retry_in, "batch failed; will retry");
+        error!(source = %self.source, error = %self.error, sink_error = ?self.sink_kind, retry_in = ?self.retry_in, "batch failed; will retry");
         count_error(self.source, self.kind);
         STATUS.source(self.source, |s| s.last_error = Some(self.error.to_string()));
+    }
+}
+
+/// The ledger thread has stopped: nothing can be recorded until a restart.
+pub struct LedgerClosed;
+
+impl Event for LedgerClosed {
+    fn emit(self) {
+        STATUS.set_ledger_open(false);
     }
 }
 

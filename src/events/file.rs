@@ -51,6 +51,20 @@ impl Event for FileDuplicate<'_> {
     }
 }
 
+/// A file whose content equals a file of a batch left in flight (stuck): it waits for that
+/// batch to be settled.
+pub struct FileWaitsForTwin<'a> {
+    pub source: &'a str,
+    pub file: &'a str,
+    pub of: &'a str,
+}
+
+impl Event for FileWaitsForTwin<'_> {
+    fn emit(self) {
+        info!(source = %self.source, file = %self.file, of = %self.of, "same content as a file of a batch still in flight; waits for that batch");
+    }
+}
+
 /// A committed file rewritten in place, left out by `allow_overwrites = false`.
 pub struct FileIgnored<'a> {
     pub source: &'a str,

@@ -16,13 +16,14 @@ mod sink;
 /// What a stuck batch reports (the status board keeps the list).
 pub use crate::status::StuckBatch;
 pub use batch::{
-    BatchAbandoned, BatchCommitted, BatchFailed, BatchRecorded, BatchReopened, BatchReplaying, LedgerRebuilt, MaintenanceFailed,
-    MaintenanceRan, SourceHealthy, SourceQueue, SourceWatched, StuckBatches,
+    BatchAbandoned, BatchCommitted, BatchFailed, BatchRecorded, BatchReopened, BatchReplaying, LedgerClosed, LedgerRebuilt,
+    MaintenanceFailed, MaintenanceRan, SourceHealthy, SourceQueue, SourceWatched, StuckBatches,
 };
 pub use daemon::{ReloadApplied, ReloadRefused, SourceNotStarted};
 pub use download::{Download, Outcome as DownloadOutcome, PollFailed};
 pub use file::{
     AdmissionFailed, ColumnsInferred, DispositionFailed, FileChanged, FileDuplicate, FileIgnored, FileQuarantined, FileVanished,
+    FileWaitsForTwin,
 };
 pub use outbound::{DruidTasks, HttpListenFailed, KafkaMessages, SupervisorSubmission, UploadAnswered};
 pub use sink::{SinkCommitFailed, SinkCommitted, SinkRead};
@@ -81,21 +82,6 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
         }
     }
-
-    /// Every kind, for the docs and the tests.
-    pub const ALL: [ErrorKind; 11] = [
-        ErrorKind::Ledger,
-        ErrorKind::Sink,
-        ErrorKind::Admit,
-        ErrorKind::Folder,
-        ErrorKind::Fetch,
-        ErrorKind::Mapping,
-        ErrorKind::Io,
-        ErrorKind::Stuck,
-        ErrorKind::Maintenance,
-        ErrorKind::Http,
-        ErrorKind::Internal,
-    ];
 }
 
 /// Counts one error of `kind` for `source` (`""` when no source is concerned).

@@ -10,7 +10,7 @@
 //! Exactly once without bookkeeping of its own: the task id is derived from (instance, source,
 //! datasource, batch seq, attempt), and Druid refuses a task id it already has. So the sink
 //! claims to hold no batch (`recover` is `None`, `batches_after` empty): after a crash the
-//! runtime redoes every batch the ledger does not show committed to this sink, the resubmitted
+//! recovery replays every batch the ledger does not show committed to this sink, the resubmitted
 //! task is refused as a duplicate, and the original task is polled to its end instead of
 //! loading the files again. A task that ended FAILED published nothing, so the next attempt
 //! runs under the next id. (Druid forgets task ids after its metadata retention; see

@@ -6,7 +6,7 @@ use super::Source;
 use crate::admit::{self, Admission, AdmitError, AdmittedFile};
 use crate::discover::Candidate;
 use crate::error::Error;
-use crate::events::{self, AdmissionFailed, FileDuplicate, FileIgnored, FileVanished};
+use crate::events::{self, AdmissionFailed, FileDuplicate, FileIgnored, FileVanished, FileWaitsForTwin};
 use crate::ledger::FileState;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,9 @@ impl Source {
     /// `decode_threads` threads), then each is queued or settled. Returns the first file that
     /// could not be admitted now, and why, with every file not admitted.
     pub async fn offer_all(&mut self, candidates: Vec<Candidate>) -> Result<(), (Error, Vec<Candidate>)> {
+        if candidates.is_empty() {
+            return Ok(());
+        }
         let verdicts = match self.judge_all(&candidates).await {
             Ok(verdicts) => verdicts,
             Err(e) => {
@@ -44,11 +47,11 @@ impl Source {
         for (candidate, verdict) in candidates.into_iter().zip(verdicts) {
             let settled = match verdict {
                 Ok(admission) => self.settle(&candidate, admission).await,
-                Err(AdmitError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::Admit(AdmitError::Read { source, .. })) if source.kind() == std::io::ErrorKind::NotFound => {
                     events::emit(FileVanished { source: &self.name, file: &candidate.name });
                     Ok(())
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
             if let Err(e) = settled {
                 events::emit(AdmissionFailed { source: &self.name, file: &candidate.name, error: &e, kind: e.kind() });
@@ -61,9 +64,14 @@ impl Source {
     /// Offers files and keeps those that cannot be admitted now for [`Source::retry_admissions`].
     pub async fn offer_or_retry(&mut self, candidates: Vec<Candidate>) {
         if let Err((_, files)) = self.offer_all(candidates).await {
-            self.retry.files.extend(files);
-            self.retry.at.get_or_insert(Instant::now() + RETRY_EVERY);
+            self.retry_later(files);
         }
+    }
+
+    /// Keeps files for [`Source::retry_admissions`].
+    pub(super) fn retry_later(&mut self, files: Vec<Candidate>) {
+        self.retry.files.extend(files);
+        self.retry.at.get_or_insert(Instant::now() + RETRY_EVERY);
     }
 
     /// Offers again, once their wait is over, the files whose admission failed.
@@ -76,14 +84,18 @@ impl Source {
         self.offer_or_retry(files).await;
     }
 
-    /// Offers again the files deferred behind a twin that was not committed yet.
+    /// Offers again the files deferred behind a twin that was not committed yet; those that
+    /// cannot be admitted now are tried again later.
     pub async fn offer_deferred(&mut self) -> Result<(), Error> {
         let deferred = std::mem::take(&mut self.deferred);
-        self.offer_all(deferred).await.map_err(|(e, _)| e)
+        self.offer_all(deferred).await.map_err(|(e, files)| {
+            self.retry_later(files);
+            e
+        })
     }
 
     /// The ledger's verdict on each candidate, hashing those it does not know.
-    async fn judge_all(&self, candidates: &[Candidate]) -> Result<Vec<Result<Admission, AdmitError>>, Error> {
+    async fn judge_all(&self, candidates: &[Candidate]) -> Result<Vec<Result<Admission, Error>>, Error> {
         let all = candidates.to_vec();
         let known: Vec<Option<FileState>> =
             self.ledger.call(move |ledger| all.iter().map(|c| ledger.known(&c.source, &c.name, c.size, c.mtime_ns)).collect()).await?;
@@ -113,7 +125,10 @@ impl Source {
             .into_iter()
             .map(|state| match state {
                 Some(state) => Ok(Admission::Known(state)),
-                None => judged.next().unwrap_or_else(|| Ok(Admission::Known(FileState::InFlight))),
+                None => match judged.next() {
+                    Some(verdict) => verdict.map_err(Error::from),
+                    None => Err(Error::Internal("admission lost a file's verdict".into())),
+                },
             })
             .collect())
     }
@@ -123,18 +138,25 @@ impl Source {
         match admit::with_queue(admission, &|hash| self.batcher.holder_of(hash)) {
             Admission::New(file) => self.batcher.push(file),
             Admission::Duplicate { file, of, committed: true } => {
+                let (source, entry, twin) = (self.name.clone(), file.entry(None), of.clone());
+                self.ledger.call(move |ledger| ledger.record_duplicate(&source, &entry, &twin)).await?;
                 events::emit(FileDuplicate { source: &self.name, file: &file.name, of: &of });
-                let (source, entry) = (self.name.clone(), file.entry(None));
-                self.ledger.call(move |ledger| ledger.record_duplicate(&source, &entry, &of)).await?;
                 self.totals.duplicates += 1;
                 self.after_commit(vec![file]).await?;
             }
-            // Its twin is not committed yet: decide after it is (the twin may still vanish).
-            Admission::Duplicate { committed: false, .. } => self.deferred.push(candidate.clone()),
+            // Its twin is queued: decide after its batch commits (the twin may still vanish).
+            Admission::Duplicate { file, committed: false, .. } if self.batcher.holder_of(&file.hash).is_some() => {
+                self.deferred.push(candidate.clone())
+            }
+            // Its twin is in a batch left in flight (stuck): decide after the next recovery.
+            Admission::Duplicate { file, of, committed: false } => {
+                events::emit(FileWaitsForTwin { source: &self.name, file: &file.name, of: &of });
+                self.parked.push(candidate.clone());
+            }
             Admission::IgnoredOverwrite(file) => {
-                events::emit(FileIgnored { source: &self.name, file: &file.name });
                 let (source, entry) = (self.name.clone(), file.entry(None));
                 self.ledger.call(move |ledger| ledger.record_ignored(&source, &entry)).await?;
+                events::emit(FileIgnored { source: &self.name, file: &file.name });
                 self.discard_download(candidate).await?;
             }
             Admission::Known(FileState::Committed | FileState::Duplicate) => {

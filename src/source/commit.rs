@@ -38,14 +38,6 @@ pub(super) struct Written {
     pub per_file: Vec<(u64, u64)>,
 }
 
-/// Whether a batch whose first sink commit fails, and which no sink holds, may be forgotten
-/// (its files read again later). A replayed batch never may: some sink already holds it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum OnFirstFailure {
-    Abandon,
-    KeepInFlight,
-}
-
 impl Source {
     /// Commits every batch that is due (all queued files when `flush`). Files of a failed batch
     /// that the ledger does not hold go back in the queue, and recovery runs before the next.
@@ -58,7 +50,6 @@ impl Source {
             let taken = files.clone();
             self.publish(files.len());
             let result = self.commit_batch(files).await;
-            self.publish(0);
             match result {
                 Ok((report, leftovers)) => {
                     self.batcher.put_back(leftovers);
@@ -66,9 +57,13 @@ impl Source {
                     self.offer_deferred().await?;
                 }
                 Err(e) => {
-                    let still_new = self.not_in_ledger(taken).await?;
-                    self.batcher.put_back(still_new);
+                    // Recovery, before the next batch, settles what the error left in flight.
                     self.needs_recovery = true;
+                    match self.not_in_ledger(&taken).await {
+                        Ok(still_new) => self.batcher.put_back(still_new),
+                        // Unknown whether the ledger took them: admission asks again later.
+                        Err(_) => self.retry_later(taken.iter().map(|f| f.candidate(&self.name)).collect()),
+                    }
                     return Err(e);
                 }
             }
@@ -76,8 +71,8 @@ impl Source {
         Ok(reports)
     }
 
-    async fn not_in_ledger(&self, files: Vec<AdmittedFile>) -> Result<Vec<AdmittedFile>, Error> {
-        let source = self.name.clone();
+    async fn not_in_ledger(&self, files: &[AdmittedFile]) -> Result<Vec<AdmittedFile>, Error> {
+        let (source, files) = (self.name.clone(), files.to_vec());
         Ok(self
             .ledger
             .call(move |ledger| {
@@ -130,7 +125,7 @@ impl Source {
                     Ok(seq)
                 })
                 .await?;
-            let report = self.commit_written(seq, &files, written, ingested_at, OnFirstFailure::Abandon, started).await?;
+            let report = self.commit_written(seq, &files, written, ingested_at, false, started).await?;
             return Ok((Some(report), leftovers));
         }
     }
@@ -183,7 +178,7 @@ impl Source {
         files: &[AdmittedFile],
         written: Written,
         ingested_at: i64,
-        on_first_failure: OnFirstFailure,
+        replayed: bool,
         started: Instant,
     ) -> Result<BatchReport, Error> {
         let manifest = BatchManifest {
@@ -206,7 +201,8 @@ impl Source {
             commits: Vec::new(),
         };
         for (i, writer) in written.writers {
-            let reference = self.commit_to(i, writer, &manifest, on_first_failure, report.commits.is_empty()).await?;
+            // A replayed batch is never forgotten: some sink already holds it.
+            let reference = self.commit_to(i, writer, &manifest, !replayed && report.commits.is_empty()).await?;
             report.commits.push((self.sinks[i].name().to_string(), reference));
         }
         crate::fault_point!("inside_ledger_update");
@@ -230,23 +226,24 @@ impl Source {
     }
 
     /// Commits to sink `i` and records it. A failed commit may or may not have landed: the
-    /// sink is asked, never guessed.
+    /// sink is asked, never guessed. `may_abandon`: no other sink holds the batch, so if this one
+    /// does not either, the batch is forgotten and its files read again.
     async fn commit_to(
         &mut self,
         i: usize,
         writer: Box<dyn SinkWriter>,
         manifest: &BatchManifest,
-        on_first_failure: OnFirstFailure,
-        first: bool,
+        may_abandon: bool,
     ) -> Result<String, Error> {
         let seq = manifest.seq;
         let started = Instant::now();
+        let sink_name = self.sinks[i].name().to_string();
         let reference = match writer.commit(manifest).await {
             Ok(reference) => reference,
             Err(error) => {
                 events::emit(SinkCommitFailed {
                     source: &self.name,
-                    sink: error.sink(),
+                    sink: &sink_name,
                     batch: seq,
                     kind: error.kind.as_str(),
                     error: &error,
@@ -255,7 +252,7 @@ impl Source {
                 let sink = &self.sinks[i];
                 match sink.recover().await {
                     Ok(Some(held)) if held >= seq => "committed (confirmed after an error)".to_string(),
-                    Ok(_) if first && on_first_failure == OnFirstFailure::Abandon && !sink.started(seq).await.unwrap_or(true) => {
+                    Ok(_) if may_abandon && !sink.started(seq).await.unwrap_or(true) => {
                         // No sink holds it: forget it; its files go back in the queue.
                         let source = self.name.clone();
                         self.ledger.call(move |ledger| ledger.abandon_batch(&source, seq)).await?;
@@ -266,16 +263,11 @@ impl Source {
                 }
             }
         };
-        let sink_name = self.sinks[i].name().to_string();
-        events::emit(SinkCommitted {
-            source: &self.name,
-            sink: &sink_name,
-            reference: &reference,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        let seconds = started.elapsed().as_secs_f64();
         crate::fault_point!("after_sink_commit");
-        let (source, sink, held_as) = (self.name.clone(), sink_name, reference.clone());
+        let (source, sink, held_as) = (self.name.clone(), sink_name.clone(), reference.clone());
         self.ledger.call(move |ledger| ledger.record_sink_commit(&source, seq, &sink, &held_as)).await?;
+        events::emit(SinkCommitted { source: &self.name, sink: &sink_name, reference: &reference, seconds });
         Ok(reference)
     }
 

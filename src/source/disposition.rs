@@ -40,7 +40,6 @@ impl Source {
     /// Moves a file that cannot be ingested to quarantine and records why.
     async fn quarantine_file(&mut self, file: &AdmittedFile, error: &DecodeError) -> Result<(), Error> {
         let reason = error.to_string();
-        events::emit(FileQuarantined { source: &self.name, file: &file.name, reason: &reason });
         let (dir, path, source, name, hash) =
             (self.quarantine_dir.clone(), file.path.clone(), self.name.clone(), file.name.clone(), file.hash.clone());
         let (message, position) = (error.message.clone(), error.position.filter(|p| *p != Position::default()));
@@ -60,7 +59,9 @@ impl Source {
         })
         .await??;
         let (source, entry) = (self.name.clone(), file.entry(None));
-        self.ledger.call(move |ledger| ledger.record_quarantined(&source, &entry, &reason)).await?;
+        let recorded = reason.clone();
+        self.ledger.call(move |ledger| ledger.record_quarantined(&source, &entry, &recorded)).await?;
+        events::emit(FileQuarantined { source: &self.name, file: &file.name, reason: &reason });
         self.totals.quarantined += 1;
         Ok(())
     }

@@ -11,8 +11,9 @@
 //! was, for the sinks that lack it.
 //!
 //! Sinks and the ledger are handed in by the caller, so the exactly-once core can be tested with
-//! sinks that fail on purpose (see `tests.rs`). No SQLite call, hash or file move runs on an
-//! async worker: the ledger has its own thread ([`LedgerHandle`]), the rest `spawn_blocking`.
+//! sinks that fail on purpose (see `tests.rs`). No SQLite call, hash, inference or file move of
+//! this module runs on an async worker: the ledger has its own thread ([`LedgerHandle`]), the
+//! rest `spawn_blocking`. (The sinks' own file writes and fsyncs are theirs to place.)
 
 mod admission;
 mod commit;
@@ -91,6 +92,9 @@ pub struct Source {
     /// Files whose content equals a file still waiting to commit: offered again after the next
     /// commit, when it is known whether that content made it in.
     deferred: Vec<Candidate>,
+    /// Files whose content equals a file of a batch left in flight by an earlier run (stuck):
+    /// offered again after the next recovery, which may complete that batch.
+    parked: Vec<Candidate>,
     /// Files whose admission failed for now (unreadable, ledger busy): discovery does not hand
     /// them on again while they are unchanged, so they are offered again from here.
     retry: admission::Retry,
@@ -117,6 +121,7 @@ impl Source {
             totals: Totals::default(),
             needs_recovery: false,
             deferred: Vec::new(),
+            parked: Vec::new(),
             retry: admission::Retry::default(),
         })
     }
@@ -126,7 +131,8 @@ impl Source {
     }
 
     /// Files admitted and waiting for their batch.
-    pub fn pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
         self.batcher.len()
     }
 

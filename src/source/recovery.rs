@@ -14,9 +14,25 @@ impl Source {
     pub async fn recover(&mut self) -> Result<(), Error> {
         let imported = self.import_from_sinks().await?;
         self.reopen_incomplete(imported).await?;
+        let mut stuck = Vec::new();
+        let settled = self.settle_in_flight(&mut stuck).await;
+        // Reported even when a later batch failed: what is known stuck must show.
+        events::emit(StuckBatches { source: &self.name, batches: &stuck });
+        settled?;
+        self.needs_recovery = false;
+        for sink in &self.sinks {
+            events::emit(SinkRead { source: &self.name, sink: sink.name(), error: None });
+        }
+        // Files waiting for a stuck twin get another look now that recovery has run.
+        self.deferred.append(&mut self.parked);
+        Ok(())
+    }
+
+    /// Records, forgets or replays each batch in flight; those that cannot be completed go to
+    /// `stuck`.
+    async fn settle_in_flight(&mut self, stuck: &mut Vec<StuckBatch>) -> Result<(), Error> {
         let source = self.name.clone();
         let in_flight = self.ledger.call(move |ledger| ledger.in_flight_batches(&source)).await?;
-        let mut stuck = Vec::new();
         for batch in in_flight {
             let (source, seq) = (self.name.clone(), batch.seq);
             let holding = self.ledger.call(move |ledger| ledger.sinks_holding(&source, seq)).await?;
@@ -26,27 +42,26 @@ impl Source {
                 self.ledger.call(move |ledger| ledger.finish_batch(&source, seq)).await?;
                 events::emit(BatchRecorded { source: &self.name, batch: seq });
             } else if holding.is_empty() && !self.any_sink_started(seq).await? {
+                // Found before the batch is forgotten, so no failure in between loses them.
+                let files = self.files_of(&batch).await?;
                 let source = self.name.clone();
                 self.ledger.call(move |ledger| ledger.abandon_batch(&source, seq)).await?;
                 events::emit(BatchAbandoned { source: &self.name, batch: seq, files: batch.files.len() });
                 // Discovery has handed these on already; queue them again here.
-                for file in self.files_of(&batch).await? {
+                for file in files {
                     self.batcher.push(file);
                 }
             } else {
                 match self.replay(&batch, &missing).await {
                     Ok(()) => {}
+                    // A sink or the ledger that cannot take it now gets it on the next try,
+                    // before any later batch.
+                    Err(e @ (Error::Sink(_) | Error::Ledger(_))) => return Err(e),
                     // Left in flight: the sinks that hold it keep it; the others wait for a person.
                     Err(Error::Stuck { batch, missing_sinks, reason }) => stuck.push(StuckBatch { batch, missing_sinks, reason }),
-                    // A sink that cannot take it now gets it on the next try, before any later batch.
-                    Err(e) => return Err(e),
+                    Err(other) => stuck.push(StuckBatch { batch: seq, missing_sinks: missing, reason: other.to_string() }),
                 }
             }
-        }
-        events::emit(StuckBatches { source: &self.name, batches: &stuck });
-        self.needs_recovery = false;
-        for sink in &self.sinks {
-            events::emit(SinkRead { source: &self.name, sink: sink.name(), error: None });
         }
         Ok(())
     }

@@ -3,7 +3,6 @@
 //! file only does it.
 
 use super::Source;
-use super::commit::OnFirstFailure;
 use crate::admit::{self, AdmittedFile};
 use crate::error::Error;
 use crate::events::{self, BatchReplaying};
@@ -32,7 +31,8 @@ impl Source {
         if written.per_file.len() != files.len() {
             return Err(stuck("it no longer fits max_rows".into()));
         }
-        self.commit_written(batch.seq, &files, written, ingested_at, OnFirstFailure::KeepInFlight, started).await.map(drop)
+        crate::fault_point!("after_decode");
+        self.commit_written(batch.seq, &files, written, ingested_at, true, started).await.map(drop)
     }
 
     /// The files of a recorded batch that are still as recorded: same size and mtime in the

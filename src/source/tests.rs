@@ -459,3 +459,25 @@ async fn the_same_content_under_two_names_is_ingested_once() {
     assert_eq!(fx.state_of("copy of f1").await, Some(FileState::Duplicate));
     assert_eq!(source.totals().duplicates, 1);
 }
+
+#[tokio::test]
+async fn a_copy_of_a_stuck_batchs_file_waits_for_it_without_keeping_once_busy() {
+    let fx = Fixture::new("twin_of_stuck", &["a", "b"]);
+    fx.drop_file("f1", 0..2);
+    let mtime = std::fs::metadata(fx.path("f1")).unwrap().modified().unwrap();
+    fx.crash_between_sinks(1, &["f1"], &["a"]).await;
+    let kept = std::fs::read(fx.path("f1")).unwrap();
+    std::fs::remove_file(fx.path("f1")).unwrap();
+    let mut source = fx.source();
+    source.recover().await.unwrap();
+    assert_eq!(stuck_gauge("twin_of_stuck"), 1);
+    std::fs::write(fx.path("copy"), &kept).unwrap();
+    source.offer_all(vec![fx.candidate("copy")]).await.unwrap();
+    assert!(!source.has_work(), "parked behind the stuck batch, not deferred round after round");
+    // The stuck batch completes at the next recovery: the copy is then a duplicate of it.
+    write_with_mtime(&fx.path("f1"), &kept, mtime);
+    source.recover().await.unwrap();
+    source.offer_deferred().await.unwrap();
+    assert_eq!(fx.state_of("copy").await, Some(FileState::Duplicate));
+    assert_eq!(fx.held("b"), vec![(1, 2, vec!["f1".into()])], "the copy added nothing");
+}
