@@ -369,13 +369,7 @@ async fn a_lost_ledger_is_rebuilt_from_the_sinks_and_the_lagging_sink_completed(
 #[tokio::test]
 async fn a_batch_whose_files_are_gone_is_stuck_and_loud_until_they_return() {
     let fx = Fixture::new("stuck_batch", &["a", "b"]);
-    fx.drop_file("f1", 0..2);
-    let mtime = std::fs::metadata(fx.path("f1")).unwrap().modified().unwrap();
-    fx.crash_between_sinks(1, &["f1"], &["a"]).await;
-    let kept = std::fs::read(fx.path("f1")).unwrap();
-    std::fs::remove_file(fx.path("f1")).unwrap();
-    let mut source = fx.source();
-    source.recover().await.unwrap();
+    let (mut source, kept) = stuck_on_a_deleted_file(&fx).await;
     assert_eq!(fx.in_flight().await, vec![1], "left in flight for a person");
     assert_eq!(stuck_gauge("stuck_batch"), 1);
     let status = STATUS.snapshot().sources["stuck_batch"].clone();
@@ -388,11 +382,33 @@ async fn a_batch_whose_files_are_gone_is_stuck_and_loud_until_they_return() {
     source.run_due(true).await.unwrap();
     assert_eq!(fx.held("b"), vec![(2, 1, vec!["f2".into()])]);
     // The file comes back as it was: the next recovery completes the batch and the alarm ends.
-    write_with_mtime(&fx.path("f1"), &kept, mtime);
+    kept.restore(&fx.path("f1"));
     source.recover().await.unwrap();
     assert_eq!(fx.held("b").len(), 2);
     assert_eq!(stuck_gauge("stuck_batch"), 0);
     assert!(STATUS.snapshot().sources["stuck_batch"].stuck_batches.is_empty());
+}
+
+/// A file as it was: its bytes and its mtime.
+struct Kept(Vec<u8>, std::time::SystemTime);
+
+impl Kept {
+    fn restore(&self, path: &Path) {
+        write_with_mtime(path, &self.0, self.1);
+    }
+}
+
+/// Batch 1 of file `f1` held by sink a, not b; then `f1` deleted and the source recovered:
+/// the batch is stuck. Returns the source and the file as it was.
+async fn stuck_on_a_deleted_file(fx: &Fixture) -> (Source, Kept) {
+    fx.drop_file("f1", 0..2);
+    let path = fx.path("f1");
+    let kept = Kept(std::fs::read(&path).unwrap(), std::fs::metadata(&path).unwrap().modified().unwrap());
+    fx.crash_between_sinks(1, &["f1"], &["a"]).await;
+    std::fs::remove_file(&path).unwrap();
+    let mut source = fx.source();
+    source.recover().await.unwrap();
+    (source, kept)
 }
 
 fn write_with_mtime(path: &Path, bytes: &[u8], mtime: std::time::SystemTime) {
@@ -463,19 +479,13 @@ async fn the_same_content_under_two_names_is_ingested_once() {
 #[tokio::test]
 async fn a_copy_of_a_stuck_batchs_file_waits_for_it_without_keeping_once_busy() {
     let fx = Fixture::new("twin_of_stuck", &["a", "b"]);
-    fx.drop_file("f1", 0..2);
-    let mtime = std::fs::metadata(fx.path("f1")).unwrap().modified().unwrap();
-    fx.crash_between_sinks(1, &["f1"], &["a"]).await;
-    let kept = std::fs::read(fx.path("f1")).unwrap();
-    std::fs::remove_file(fx.path("f1")).unwrap();
-    let mut source = fx.source();
-    source.recover().await.unwrap();
+    let (mut source, kept) = stuck_on_a_deleted_file(&fx).await;
     assert_eq!(stuck_gauge("twin_of_stuck"), 1);
-    std::fs::write(fx.path("copy"), &kept).unwrap();
+    std::fs::write(fx.path("copy"), &kept.0).unwrap();
     source.offer_all(vec![fx.candidate("copy")]).await.unwrap();
     assert!(!source.has_work(), "parked behind the stuck batch, not deferred round after round");
     // The stuck batch completes at the next recovery: the copy is then a duplicate of it.
-    write_with_mtime(&fx.path("f1"), &kept, mtime);
+    kept.restore(&fx.path("f1"));
     source.recover().await.unwrap();
     source.offer_deferred().await.unwrap();
     assert_eq!(fx.state_of("copy").await, Some(FileState::Duplicate));
