@@ -100,6 +100,10 @@ impl Source {
         let known: Vec<Option<FileState>> =
             self.ledger.call(move |ledger| all.iter().map(|c| ledger.known(&c.source, &c.name, c.size, c.mtime_ns)).collect()).await?;
         let unknown: Vec<Candidate> = candidates.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(c, _)| c.clone()).collect();
+        if unknown.is_empty() {
+            // Every file is known (a restart over a folder already ingested): nothing to hash.
+            return Ok(known.into_iter().flatten().map(|state| Ok(Admission::Known(state))).collect());
+        }
         let threads = self.decode_threads;
         let paths: Vec<std::path::PathBuf> = unknown.iter().map(|c| c.path.clone()).collect();
         let started = Instant::now();
@@ -138,8 +142,8 @@ impl Source {
         match admit::with_queue(admission, &|hash| self.batcher.holder_of(hash)) {
             Admission::New(file) => self.batcher.push(file),
             Admission::Duplicate { file, of, committed: true } => {
-                let (source, entry, twin) = (self.name.clone(), file.entry(None), of.clone());
-                self.ledger.call(move |ledger| ledger.record_duplicate(&source, &entry, &twin)).await?;
+                let (entry, twin) = (file.entry(None), of.clone());
+                self.on_ledger(move |ledger, source| ledger.record_duplicate(source, &entry, &twin)).await?;
                 events::emit(FileDuplicate { source: &self.name, file: &file.name, of: &of });
                 self.totals.duplicates += 1;
                 self.after_commit(vec![file]).await?;
@@ -154,8 +158,8 @@ impl Source {
                 self.parked.push(candidate.clone());
             }
             Admission::IgnoredOverwrite(file) => {
-                let (source, entry) = (self.name.clone(), file.entry(None));
-                self.ledger.call(move |ledger| ledger.record_ignored(&source, &entry)).await?;
+                let entry = file.entry(None);
+                self.on_ledger(move |ledger, source| ledger.record_ignored(source, &entry)).await?;
                 events::emit(FileIgnored { source: &self.name, file: &file.name });
                 self.discard_download(candidate).await?;
             }

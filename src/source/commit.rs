@@ -49,8 +49,7 @@ impl Source {
         while let Some(files) = self.batcher.next_batch(Instant::now(), flush) {
             let taken = files.clone();
             self.publish(files.len());
-            let result = self.commit_batch(files).await;
-            match result {
+            match self.commit_batch(files).await {
                 Ok((report, leftovers)) => {
                     self.batcher.put_back(leftovers);
                     reports.extend(report);
@@ -72,13 +71,12 @@ impl Source {
     }
 
     async fn not_in_ledger(&self, files: &[AdmittedFile]) -> Result<Vec<AdmittedFile>, Error> {
-        let (source, files) = (self.name.clone(), files.to_vec());
+        let files = files.to_vec();
         Ok(self
-            .ledger
-            .call(move |ledger| {
+            .on_ledger(move |ledger, source| {
                 let mut keep = Vec::new();
                 for file in files {
-                    if ledger.known(&source, &file.name, file.size, file.mtime_ns)?.is_none() {
+                    if ledger.known(source, &file.name, file.size, file.mtime_ns)?.is_none() {
                         keep.push(file);
                     }
                 }
@@ -116,12 +114,15 @@ impl Source {
             crate::fault_point!("after_decode");
             let leftovers = files.split_off(written.per_file.len());
             let entries: Vec<_> = files.iter().zip(&written.per_file).map(|(f, (rows, _))| f.entry(Some(*rows))).collect();
-            let source = self.name.clone();
             let seq = self
-                .ledger
-                .call(move |ledger| {
-                    let seq = ledger.next_seq(&source)?;
-                    ledger.begin_batch(&BatchEntry { source, seq, files: entries, ingested_at_us: Some(ingested_at) })?;
+                .on_ledger(move |ledger, source| {
+                    let seq = ledger.next_seq(source)?;
+                    ledger.begin_batch(&BatchEntry {
+                        source: source.to_string(),
+                        seq,
+                        files: entries,
+                        ingested_at_us: Some(ingested_at),
+                    })?;
                     Ok(seq)
                 })
                 .await?;
@@ -206,8 +207,7 @@ impl Source {
             report.commits.push((self.sinks[i].name().to_string(), reference));
         }
         crate::fault_point!("inside_ledger_update");
-        let source = self.name.clone();
-        self.ledger.call(move |ledger| ledger.finish_batch(&source, seq)).await?;
+        self.on_ledger(move |ledger, source| ledger.finish_batch(source, seq)).await?;
         events::emit(BatchCommitted {
             source: &self.name,
             batch: seq,
@@ -254,8 +254,7 @@ impl Source {
                     Ok(Some(held)) if held >= seq => "committed (confirmed after an error)".to_string(),
                     Ok(_) if may_abandon && !sink.started(seq).await.unwrap_or(true) => {
                         // No sink holds it: forget it; its files go back in the queue.
-                        let source = self.name.clone();
-                        self.ledger.call(move |ledger| ledger.abandon_batch(&source, seq)).await?;
+                        self.on_ledger(move |ledger, source| ledger.abandon_batch(source, seq)).await?;
                         return Err(error.into());
                     }
                     // Partly committed, or the sink cannot say: recovery settles it.
@@ -265,8 +264,8 @@ impl Source {
         };
         let seconds = started.elapsed().as_secs_f64();
         crate::fault_point!("after_sink_commit");
-        let (source, sink, held_as) = (self.name.clone(), sink_name.clone(), reference.clone());
-        self.ledger.call(move |ledger| ledger.record_sink_commit(&source, seq, &sink, &held_as)).await?;
+        let (sink, held_as) = (sink_name.clone(), reference.clone());
+        self.on_ledger(move |ledger, source| ledger.record_sink_commit(source, seq, &sink, &held_as)).await?;
         events::emit(SinkCommitted { source: &self.name, sink: &sink_name, reference: &reference, seconds });
         Ok(reference)
     }

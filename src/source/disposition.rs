@@ -58,9 +58,8 @@ impl Source {
             quarantine::quarantine(&dir, &path, &report).map_err(|error| Error::File { action: "cannot quarantine", path, error })
         })
         .await??;
-        let (source, entry) = (self.name.clone(), file.entry(None));
-        let recorded = reason.clone();
-        self.ledger.call(move |ledger| ledger.record_quarantined(&source, &entry, &recorded)).await?;
+        let (entry, recorded) = (file.entry(None), reason.clone());
+        self.on_ledger(move |ledger, source| ledger.record_quarantined(source, &entry, &recorded)).await?;
         events::emit(FileQuarantined { source: &self.name, file: &file.name, reason: &reason });
         self.totals.quarantined += 1;
         Ok(())

@@ -33,7 +33,7 @@ use crate::config::{Config, SourceConfig};
 use crate::discover::Candidate;
 use crate::error::Error;
 use crate::events::{self, SourceQueue};
-use crate::ledger::LedgerHandle;
+use crate::ledger::{Ledger, LedgerError, LedgerHandle};
 use crate::sinks::Sink;
 use crate::upkeep::UpkeepTask;
 use std::path::PathBuf;
@@ -165,6 +165,15 @@ impl Source {
         for task in std::mem::take(&mut self.upkeep) {
             task.finish(until_idle).await;
         }
+    }
+
+    /// Runs `job` on the ledger thread, with this source's name.
+    async fn on_ledger<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Ledger, &str) -> Result<R, LedgerError> + Send + 'static,
+    ) -> Result<R, LedgerError> {
+        let source = self.name.clone();
+        self.ledger.call(move |ledger| job(ledger, &source)).await
     }
 
     /// Runs blocking work (file moves, hashing, inference) off the async workers.

@@ -31,21 +31,18 @@ impl Source {
     /// Records, forgets or replays each batch in flight; those that cannot be completed go to
     /// `stuck`.
     async fn settle_in_flight(&mut self, stuck: &mut Vec<StuckBatch>) -> Result<(), Error> {
-        let source = self.name.clone();
-        let in_flight = self.ledger.call(move |ledger| ledger.in_flight_batches(&source)).await?;
+        let in_flight = self.on_ledger(|ledger, source| ledger.in_flight_batches(source)).await?;
         for batch in in_flight {
-            let (source, seq) = (self.name.clone(), batch.seq);
-            let holding = self.ledger.call(move |ledger| ledger.sinks_holding(&source, seq)).await?;
+            let seq = batch.seq;
+            let holding = self.on_ledger(move |ledger, source| ledger.sinks_holding(source, seq)).await?;
             let missing: Vec<String> = self.sinks.iter().map(|s| s.name().to_string()).filter(|s| !holding.contains(s)).collect();
             if missing.is_empty() {
-                let source = self.name.clone();
-                self.ledger.call(move |ledger| ledger.finish_batch(&source, seq)).await?;
+                self.on_ledger(move |ledger, source| ledger.finish_batch(source, seq)).await?;
                 events::emit(BatchRecorded { source: &self.name, batch: seq });
             } else if holding.is_empty() && !self.any_sink_started(seq).await? {
                 // Found before the batch is forgotten, so no failure in between loses them.
                 let files = self.files_of(&batch).await?;
-                let source = self.name.clone();
-                self.ledger.call(move |ledger| ledger.abandon_batch(&source, seq)).await?;
+                self.on_ledger(move |ledger, source| ledger.abandon_batch(source, seq)).await?;
                 events::emit(BatchAbandoned { source: &self.name, batch: seq, files: batch.files.len() });
                 // Discovery has handed these on already; queue them again here.
                 for file in files {
@@ -79,8 +76,8 @@ impl Source {
                     return Err(error.into());
                 }
             };
-            let (source, sink_name) = (self.name.clone(), sink.name().to_string());
-            let known = self.ledger.call(move |ledger| ledger.highest_seq_in(&source, &sink_name)).await?.unwrap_or(0);
+            let sink_name = sink.name().to_string();
+            let known = self.on_ledger(move |ledger, source| ledger.highest_seq_in(source, &sink_name)).await?.unwrap_or(0);
             if held <= known {
                 continue;
             }
@@ -119,12 +116,10 @@ impl Source {
     /// ledger puts the batches some of them lack back in flight, to be completed.
     async fn reopen_incomplete(&self, imported: BTreeSet<i64>) -> Result<(), Error> {
         for seq in imported {
-            let source = self.name.clone();
-            let holding = self.ledger.call(move |ledger| ledger.sinks_holding(&source, seq)).await?;
+            let holding = self.on_ledger(move |ledger, source| ledger.sinks_holding(source, seq)).await?;
             if self.sinks.iter().any(|s| !holding.iter().any(|h| h == s.name())) {
                 events::emit(BatchReopened { source: &self.name, batch: seq, holding: &holding });
-                let source = self.name.clone();
-                self.ledger.call(move |ledger| ledger.reopen_batch(&source, seq)).await?;
+                self.on_ledger(move |ledger, source| ledger.reopen_batch(source, seq)).await?;
             }
         }
         Ok(())
