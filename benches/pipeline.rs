@@ -7,14 +7,15 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use ingestd::config::{BadRowPolicy, Config, FormatConfig};
 use ingestd::decode::{self, DecodePlan};
 use ingestd::ledger::{BatchEntry, FileEntry, Ledger};
-use ingestd::map::Mapping;
+use ingestd::map::{Mapping, MappingOptions};
 use ingestd::sample::{AttomSpec, attom_file};
 use std::path::{Path, PathBuf};
 
 fn attom_mapping() -> Mapping {
     let config = Config::from_toml(include_str!("../config.toml"), Path::new(".")).expect("config");
     let source = &config.sources["attom"];
-    Mapping::new(&source.columns, true, BadRowPolicy::Null, vec![]).expect("mapping")
+    Mapping::new(&source.columns, MappingOptions { policy: BadRowPolicy::Null, null_values: vec![], ..MappingOptions::of(source) })
+        .expect("mapping")
 }
 
 fn csv_mapping() -> Mapping {
@@ -23,11 +24,13 @@ fn csv_mapping() -> Mapping {
         Path::new("."),
     )
     .expect("csv config");
-    Mapping::new(&config.sources["s"].columns, false, BadRowPolicy::Null, vec![String::new()]).expect("mapping")
+    let source = &config.sources["s"];
+    Mapping::new(&source.columns, MappingOptions { metadata_columns: false, policy: BadRowPolicy::Null, ..MappingOptions::of(source) })
+        .expect("mapping")
 }
 
 /// Decodes one file into text columns; returns the batches.
-fn decode_file(path: &Path, plan: &DecodePlan) -> Vec<arrow::record_batch::RecordBatch> {
+fn decode_file(path: &Path, plan: &DecodePlan) -> Vec<decode::RawBatch> {
     let mut batches = Vec::new();
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("f");
     let file = decode::open(path, name, &plan.format).expect("open");
@@ -93,12 +96,12 @@ fn stages(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("map");
     let attom_raw = decode_file(&inputs.array, &attom_plan);
-    group.throughput(Throughput::Elements(attom_raw.iter().map(|b| b.num_rows() as u64).sum()));
+    group.throughput(Throughput::Elements(attom_raw.iter().map(|b| b.text.num_rows() as u64).sum()));
     group.bench_function("attom, 10k records to 9 typed columns", |b| {
         b.iter(|| attom_raw.iter().map(|raw| attom.apply(raw, "f", 0, 1).expect("map").batch.num_rows()).sum::<usize>())
     });
     let csv_raw = decode_file(&inputs.csv, &csv_plan);
-    group.throughput(Throughput::Elements(csv_raw.iter().map(|b| b.num_rows() as u64).sum()));
+    group.throughput(Throughput::Elements(csv_raw.iter().map(|b| b.text.num_rows() as u64).sum()));
     group.bench_function("csv, 100k rows to 3 typed columns", |b| {
         b.iter(|| csv_raw.iter().map(|raw| csv.apply(raw, "f", 0, 1).expect("map").batch.num_rows()).sum::<usize>())
     });

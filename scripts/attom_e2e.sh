@@ -20,7 +20,7 @@ echo "generated $FILES files, $ROWS rows, $(du -sh "$work/drop/attom" | cut -f1)
 cd "$work"
 echo "== ingestd once"
 with_peak_rss "$INGESTD_BIN" once --log warn
-"$INGESTD_VENV/bin/python" "$OLDPWD/scripts/verify_table.py" lake/attom_sales --rows "$ROWS" --sum-sale-price "$sum_price" --duckdb-mode parquet
+"$INGESTD_VENV/bin/python" "$OLDPWD/scripts/verify_table.py" lake/attom_sales --rows "$ROWS" --sum-sale-price "$sum_price" --duckdb-mode delta_scan
 
 echo "== the same files again under new names"
 for f in drop/attom/*; do cp "$f" "drop/attom/again $(basename "$f")"; done
@@ -31,5 +31,5 @@ echo "== state deleted, restarted"
 rm -rf state
 "$INGESTD_BIN" once --log warn --json | tee once3.json
 python3 -c 'import json; s=json.load(open("once3.json")); assert s["totals"]["rows"] == 0, s; print("0 rows added")'
-"$INGESTD_VENV/bin/python" "$OLDPWD/scripts/verify_table.py" lake/attom_sales --rows "$ROWS" --sum-sale-price "$sum_price" --duckdb-mode parquet
+"$INGESTD_VENV/bin/python" "$OLDPWD/scripts/verify_table.py" lake/attom_sales --rows "$ROWS" --sum-sale-price "$sum_price" --duckdb-mode delta_scan
 echo "attom e2e: ok"

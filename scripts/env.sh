@@ -6,12 +6,17 @@ INGESTD_BIN="$CARGO_TARGET_DIR/release/ingestd"
 # The Python readers used to cross-check tables (deltalake, polars, duckdb, pyarrow).
 export INGESTD_VENV="${INGESTD_VENV:-$HOME/.cache/ingestd/venv}"
 
+# DuckDB pinned to the release whose own Delta reader (the `delta` extension) PyPI ships.
+DUCKDB_VERSION=1.4.4
+DUCKDB_DELTA_VERSION=1.4.4.20260205
 ensure_python_readers() {
     if [ ! -x "$INGESTD_VENV/bin/python" ]; then
         python3 -m venv "$INGESTD_VENV"
     fi
-    if ! "$INGESTD_VENV/bin/python" -c 'import deltalake, polars, duckdb, pyarrow' 2>/dev/null; then
-        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check deltalake polars duckdb pyarrow
+    if ! "$INGESTD_VENV/bin/python" -c "import deltalake, polars, duckdb, pyarrow, pytz, sys; sys.exit(duckdb.__version__ != '$DUCKDB_VERSION')" 2>/dev/null ||
+        ! "$INGESTD_VENV/bin/python" "$(dirname "${BASH_SOURCE[0]}")/duckdb_delta.py" >/dev/null 2>&1; then
+        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check deltalake polars "duckdb==$DUCKDB_VERSION" \
+            "duckdb-ext-delta==$DUCKDB_DELTA_VERSION" pyarrow pytz
     fi
 }
 
@@ -32,8 +37,9 @@ ensure_debian_packages() {
 
 # The peers of scripts/bench.sh, in the same private environment.
 ensure_bench_peers() {
+    ensure_python_readers
     if ! "$INGESTD_VENV/bin/python" -c 'import duckdb, polars, dask.dataframe, pandas' 2>/dev/null; then
-        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check duckdb polars 'dask[dataframe]' pandas pyarrow
+        "$INGESTD_VENV/bin/pip" install --quiet --disable-pip-version-check "duckdb==$DUCKDB_VERSION" polars 'dask[dataframe]' pandas pyarrow
     fi
 }
 

@@ -8,9 +8,10 @@ Readers:
   deltalake  DeltaTable(path).to_pyarrow_table(); when pyarrow is not installed (it is optional
              from deltalake 1.0 on) the same figures come from deltalake's own DataFusion SQL.
   polars     pl.scan_delta(path).
-  duckdb     delta_scan('path') when DuckDB's delta extension loads or installs; otherwise
-             read_parquet() over exactly the files DeltaTable(path).file_uris() lists (the
-             extension is fetched from outside PyPI, so it is often unavailable offline).
+  duckdb     delta_scan('path'), DuckDB's own Delta reader, loaded from PyPI's duckdb-ext-delta
+             package (scripts/duckdb_delta.py); with --duckdb-mode parquet (or auto, when the
+             extension cannot load) read_parquet() over exactly the files
+             DeltaTable(path).file_uris() lists.
 
 Each reader reports: row count, sum of sale_price, count of null size, min/max transaction_date.
 Exit status 1 (with a message naming the reader) if a reader fails, a row count differs from
@@ -195,14 +196,10 @@ def duckdb_query(con, source: str, cols: argparse.Namespace) -> dict:
 
 
 def duckdb_delta_scan(path: str, cols: argparse.Namespace) -> dict:
-    import duckdb
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import duckdb_delta
 
-    con = duckdb.connect()
-    try:
-        con.execute("LOAD delta")
-    except Exception:  # not installed yet: try to fetch it
-        con.execute("INSTALL delta")
-        con.execute("LOAD delta")
+    con = duckdb_delta.connect()
     out = duckdb_query(con, f"delta_scan({qstr(path)})", cols)
     out["via"] = "delta_scan()"
     return out
@@ -323,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--duckdb-mode",
         choices=("auto", "delta_scan", "parquet"),
-        default="auto",
+        default="delta_scan",
         help="auto: delta_scan, falling back to read_parquet over the table's files",
     )
     ap.add_argument("--duckdb-timeout", type=float, default=60.0, help="seconds to wait for delta_scan")

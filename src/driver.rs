@@ -62,6 +62,7 @@ pub async fn drive(
     progress: &mut (dyn FnMut(&Totals) + Send),
 ) -> Result<(), Error> {
     let mut backoff = FIRST_BACKOFF;
+    let mut conflicts = 0;
     let mut discovering = true;
     let mut stop_open = true;
     loop {
@@ -107,8 +108,10 @@ pub async fn drive(
                 backoff = FIRST_BACKOFF;
                 events::emit(SourceHealthy { source: &source.name });
             }
-            Err(e) if mode == Mode::Once => return Err(e),
+            // Another writer of the table got there first: `once` too tries again, a few times.
+            Err(e) if mode == Mode::Once && !(is_conflict(&e) && conflicts < ONCE_CONFLICT_RETRIES) => return Err(e),
             Err(e) => {
+                conflicts += usize::from(is_conflict(&e));
                 let retry_in = retry_delay(&e, &mut backoff);
                 let sink_kind = match &e {
                     Error::Sink(sink_error) => {
@@ -132,6 +135,13 @@ pub async fn drive(
             return Ok(());
         }
     }
+}
+
+/// Commit conflicts `once` retries before it gives up.
+const ONCE_CONFLICT_RETRIES: usize = 20;
+
+fn is_conflict(error: &Error) -> bool {
+    matches!(error, Error::Sink(e) if e.kind == SinkErrorKind::Conflict)
 }
 
 /// How long to wait before trying again after `error`: a conflict soon, a failure that needs a

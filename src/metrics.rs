@@ -15,6 +15,12 @@ pub struct Metrics {
     pub bytes: IntCounterVec,
     /// Rows with a value that did not convert (nulled or skipped by policy).
     pub bad_rows: IntCounterVec,
+    /// Values kept in the rescued column (did not convert, or a field the table lacks).
+    pub values_rescued: IntCounterVec,
+    /// Values of fields no column reads, left out (`schema.evolution = "none"`).
+    pub fields_ignored: IntCounterVec,
+    /// Columns added to the table by schema evolution.
+    pub columns_added: IntCounterVec,
     /// Errors by kind (the `ErrorKind`s of the events module).
     pub errors: IntCounterVec,
     /// Time from the start of a batch to its last commit.
@@ -56,6 +62,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let rows = counter("ingestd_rows_total", "Rows committed.", &["source", "sink"])?;
     let bytes = counter("ingestd_bytes_total", "Bytes of committed source files.", &["source"])?;
     let bad_rows = counter("ingestd_bad_rows_total", "Rows with a value that did not convert.", &["source"])?;
+    let values_rescued = counter("ingestd_values_rescued_total", "Values kept in the rescued column.", &["source"])?;
+    let fields_ignored = counter("ingestd_fields_ignored_total", "Values of fields no column reads, left out.", &["source"])?;
+    let columns_added = counter("ingestd_columns_added_total", "Columns added to the table by schema evolution.", &["source"])?;
     let errors = counter("ingestd_errors_total", "Errors by kind.", &["source", "kind"])?;
     let batch_seconds = HistogramVec::new(
         HistogramOpts::new("ingestd_batch_duration_seconds", "Time from the start of a batch to its last commit.")
@@ -95,6 +104,9 @@ fn build() -> Result<Metrics, prometheus::Error> {
         rows,
         bytes,
         bad_rows,
+        values_rescued,
+        fields_ignored,
+        columns_added,
         errors,
         batch_seconds,
         commit_seconds,

@@ -13,35 +13,31 @@ pub enum DruidCommand {
     },
 }
 
-pub(super) fn druid(config: &Config, command: DruidCommand) -> Result<i32> {
+pub(super) async fn druid(config: &Config, command: DruidCommand) -> Result<i32> {
     match command {
         DruidCommand::SupervisorSpec { sink } => {
-            println!("{}", serde_json::to_string_pretty(&supervisor_spec(config, &sink)?)?);
+            println!("{}", serde_json::to_string_pretty(&supervisor_spec(config, &sink).await?)?);
             Ok(0)
         }
     }
 }
 
 /// The spec for the mapping of the first source writing to `sink`.
-fn supervisor_spec(config: &Config, sink: &str) -> Result<serde_json::Value> {
+async fn supervisor_spec(config: &Config, sink: &str) -> Result<serde_json::Value> {
     let kafka = match config.sinks.get(sink) {
         Some(SinkConfig::Kafka(kafka)) => kafka,
         Some(_) => bail!("sink {sink:?} is not a Kafka sink; supervisor specs are for Kafka sinks"),
         None => bail!("no sink named {sink:?} under [sinks]"),
     };
     let druid = kafka.druid.as_ref().with_context(|| format!("sink {sink:?} has no [sinks.{sink}.druid] table"))?;
-    let (name, source) = config
+    let name = config
         .sources
         .iter()
         .find(|(_, source)| source.sinks.iter().any(|s| s == sink))
+        .map(|(name, _)| name)
         .with_context(|| format!("no source writes to sink {sink:?}"))?;
-    let mapping = crate::source::configured_mapping(config, name, source)
-        .map_err(|e| anyhow::anyhow!("source {name:?}: {e}"))?
-        .with_context(|| {
-            format!(
-                "source {name:?} lists no columns and none were inferred yet ({} is missing): run `ingestd once` on a file first, or list them under [sources.{name}.columns]",
-                crate::source::inferred_path(config, name).display()
-            )
-        })?;
+    let (mapping, _) = super::schema::source_mapping(config, name).await?.with_context(|| {
+        format!("source {name:?} lists no columns and has no table yet: run `ingestd once` on a file first, or list them under [sources.{name}.columns]")
+    })?;
     Ok(crate::druid::supervisor_spec(&mapping.schema(), druid, &kafka.topic, &kafka.brokers, &kafka.properties)?)
 }

@@ -1,9 +1,9 @@
 //! `ingestd inspect FILE`: how a file is read, and what its rows look like after mapping. This is
 //! how a user writes a mapping: run it without one, copy the suggested columns, edit.
 
-use crate::config::{BadRowPolicy, Config, FormatConfig, SourceConfig};
+use crate::config::{BadRowPolicy, Config, Evolution, FormatConfig, SourceConfig};
 use crate::decode::{self, DecodeError};
-use crate::map::{Mapping, infer};
+use crate::map::{Mapping, MappingOptions, infer};
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
@@ -22,17 +22,20 @@ pub(super) fn inspect(config: Option<&Config>, file: &Path, source: Option<&str>
     println!("layout:      {:?}", opened.detected.layout);
     drop(opened);
 
-    let inferred = infer::infer_columns(file, &name, &format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let inferred = infer::infer_columns(&[(file, &name)], &format).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let columns = match source {
         Some(s) if !s.columns.is_empty() => s.columns.clone(),
         _ => inferred.clone(),
     };
-    let (metadata, policy, nulls) = source.map(|s| (s.metadata_columns, s.on_bad_row, s.format.csv.null_values.clone())).unwrap_or((
-        false,
-        BadRowPolicy::Null,
-        vec![String::new()],
-    ));
-    let mapping = Mapping::new(&columns, metadata, policy, nulls).map_err(|e| anyhow::anyhow!(e))?;
+    let options = source.map(MappingOptions::of).unwrap_or(MappingOptions {
+        metadata_columns: false,
+        policy: BadRowPolicy::Null,
+        null_values: vec![String::new()],
+        evolution: Evolution::None,
+        rescued: None,
+        hints: Default::default(),
+    });
+    let mapping = Mapping::new(&columns, options).map_err(|e| anyhow::anyhow!(e))?;
     println!("\nschema after mapping:");
     for field in mapping.schema().fields() {
         println!("  {:<24} {}", field.name(), field.data_type());

@@ -1,8 +1,9 @@
-//! The command line: `run`, `once`, `check`, `status`, `inspect`, `quarantine`, `sample`, `druid`.
+//! The command line: `run`, `once`, `check`, `status`, `schema`, `inspect`, `quarantine`, `sample`, `druid`.
 
 mod druid;
 mod inspect;
 mod report;
+mod schema;
 
 use crate::config::{Config, ConfigError};
 use anyhow::{Context, Result};
@@ -49,6 +50,14 @@ pub enum Command {
     Check,
     /// Ledger counts per source and state, and the last commit per sink.
     Status,
+    /// A source's columns as its table holds them, and the versions that added them.
+    Schema {
+        /// The source (default: the only one).
+        source: Option<String>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show how a file is read: format, compression, schema and first rows after mapping.
     Inspect {
         /// The file to look at.
@@ -174,7 +183,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
             inspect::inspect(config.as_ref(), &file, source.as_deref(), rows)
         }
         Command::Quarantine { action } => report::quarantine(&load(&cli.config)?, action),
-        Command::Druid { command } => druid::druid(&load(&cli.config)?, command),
+        Command::Druid { command } => {
+            let config = load(&cli.config)?;
+            runtime()?.block_on(druid::druid(&config, command))
+        }
+        Command::Schema { source, json } => {
+            let config = load_or_default(&cli.config)?;
+            runtime()?.block_on(schema::schema(&config, source.as_deref(), json))
+        }
         Command::Sample { out, files, rows, seed, big, bytes } => {
             let totals = match big {
                 Some(layout) => {

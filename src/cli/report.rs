@@ -29,7 +29,7 @@ pub(super) async fn once(config: Config, json: bool) -> Result<i32> {
         value["rows_per_second"] = summary.rows_per_second().into();
         println!("{value}");
     } else {
-        println!(
+        let mut line = format!(
             "{} files, {} rows, {:.1} MB in {:.2} s ({:.0} rows/s); {} batches, {} duplicates, {} quarantined, {} bad rows",
             t.files,
             t.rows,
@@ -41,6 +41,13 @@ pub(super) async fn once(config: Config, json: bool) -> Result<i32> {
             t.quarantined,
             t.bad_rows
         );
+        if t.rescued_values > 0 {
+            line.push_str(&format!(", {} values rescued", t.rescued_values));
+        }
+        if t.ignored_values > 0 {
+            line.push_str(&format!(", {} values of unmapped fields ignored", t.ignored_values));
+        }
+        println!("{line}");
     }
     Ok(if t.quarantined > 0 { 2 } else { 0 })
 }

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 pub const SOURCE_FILE_COLUMN: &str = "_source_file";
 /// Name of the metadata column holding the time the batch was committed (UTC, microseconds).
 pub const INGESTED_AT_COLUMN: &str = "_ingested_at";
+/// Default name of the rescued-data column (`[sources.NAME.schema] rescued_column`).
+pub const RESCUED_COLUMN: &str = "_rescued_data";
 
 /// One output column: where its value comes from and what type it has.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -27,8 +29,9 @@ pub struct ColumnConfig {
 }
 
 /// The column types ingestd writes. They map one to one onto Arrow, Parquet and Delta types.
+/// Written in the config as `"string"`, `"int64"`, `"decimal(12,2)"` and so on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "String")]
 pub enum ColumnType {
     String,
     Int32,
@@ -37,29 +40,109 @@ pub enum ColumnType {
     Bool,
     /// A calendar date (Arrow Date32, Delta `date`).
     Date,
-    /// An instant in UTC, microsecond precision (Delta `timestamp`).
+    /// An instant in UTC, microsecond precision (Delta `timestamp`). Text with an offset
+    /// (`+01:00`, `Z`) is converted to UTC; text without one is taken as UTC.
     Timestamp,
+    /// An exact decimal with `precision` digits, `scale` of them after the point (Arrow
+    /// Decimal128, Delta `decimal(p,s)`): money, or integers too long for int64. A value with
+    /// more digits after the point than `scale` is refused, never rounded.
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    /// The JSON text of the value as written (objects, arrays, or any value), in a string
+    /// column. The inferred type of arrays and of objects nested deeper than columns flatten.
+    Json,
 }
+
+/// Largest decimal precision (Arrow Decimal128, Delta).
+pub const MAX_DECIMAL_PRECISION: u8 = 38;
 
 impl ColumnType {
     /// Every accepted spelling, for error messages.
-    pub const NAMES: &'static str = "string, int32, int64, float64, bool, date, timestamp";
+    pub const NAMES: &'static str = "string, int32, int64, float64, bool, date, timestamp, decimal(p,s), json";
 
     /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            ColumnType::String => "string",
-            ColumnType::Int32 => "int32",
-            ColumnType::Int64 => "int64",
-            ColumnType::Float64 => "float64",
-            ColumnType::Bool => "bool",
-            ColumnType::Date => "date",
-            ColumnType::Timestamp => "timestamp",
+            ColumnType::String => "string".into(),
+            ColumnType::Int32 => "int32".into(),
+            ColumnType::Int64 => "int64".into(),
+            ColumnType::Float64 => "float64".into(),
+            ColumnType::Bool => "bool".into(),
+            ColumnType::Date => "date".into(),
+            ColumnType::Timestamp => "timestamp".into(),
+            ColumnType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
+            ColumnType::Json => "json".into(),
         }
     }
 
     /// Whether a `format` key means anything for this type.
     pub fn takes_format(self) -> bool {
         matches!(self, ColumnType::Date | ColumnType::Timestamp)
+    }
+}
+
+impl std::fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl From<ColumnType> for String {
+    fn from(kind: ColumnType) -> String {
+        kind.name()
+    }
+}
+
+impl TryFrom<String> for ColumnType {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<ColumnType, String> {
+        text.parse()
+    }
+}
+
+impl std::str::FromStr for ColumnType {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ColumnType, String> {
+        let unknown = || format!("unknown type {text:?} (expected one of {})", ColumnType::NAMES);
+        Ok(match text.trim() {
+            "string" => ColumnType::String,
+            "int32" => ColumnType::Int32,
+            "int64" => ColumnType::Int64,
+            "float64" => ColumnType::Float64,
+            "bool" => ColumnType::Bool,
+            "date" => ColumnType::Date,
+            "timestamp" => ColumnType::Timestamp,
+            "json" => ColumnType::Json,
+            other => {
+                let inner = other.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')).ok_or_else(unknown)?;
+                let (p, s) = inner.split_once(',').ok_or_else(unknown)?;
+                let (precision, scale): (u8, u8) = (p.trim().parse().map_err(|_| unknown())?, s.trim().parse().map_err(|_| unknown())?);
+                if precision == 0 || precision > MAX_DECIMAL_PRECISION || scale > precision {
+                    return Err(format!("{text:?}: a decimal needs 1 <= precision <= {MAX_DECIMAL_PRECISION} and scale <= precision"));
+                }
+                ColumnType::Decimal { precision, scale }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ColumnType;
+
+    #[test]
+    fn types_read_and_write_as_their_config_names() {
+        for name in ["string", "int32", "int64", "float64", "bool", "date", "timestamp", "json", "decimal(12,2)", "decimal(38,0)"] {
+            let kind: ColumnType = name.parse().unwrap();
+            assert_eq!(kind.name(), name);
+        }
+        assert_eq!("decimal( 5 , 1 )".parse::<ColumnType>(), Ok(ColumnType::Decimal { precision: 5, scale: 1 }));
+        for bad in ["decimal(39,2)", "decimal(2,3)", "decimal(0,0)", "decimal(5)", "int", "decimal(a,b)"] {
+            assert!(bad.parse::<ColumnType>().is_err(), "{bad}");
+        }
     }
 }

@@ -277,6 +277,7 @@ impl SourceConfig<KindKeys> {
             relist_interval: self.relist_interval,
             format: self.format,
             columns: self.columns,
+            schema: self.schema,
             metadata_columns: self.metadata_columns,
             on_bad_row: self.on_bad_row,
             allow_overwrites: self.allow_overwrites,

@@ -8,12 +8,13 @@ mod druid;
 mod kafka;
 mod kind;
 mod remote;
+mod schema;
 mod secret;
 mod sink;
 mod source;
 pub mod units;
 
-pub use columns::{ColumnConfig, ColumnType, INGESTED_AT_COLUMN, SOURCE_FILE_COLUMN};
+pub use columns::{ColumnConfig, ColumnType, INGESTED_AT_COLUMN, MAX_DECIMAL_PRECISION, RESCUED_COLUMN, SOURCE_FILE_COLUMN};
 pub use druid::{
     DruidBatchConfig, DruidBatchInput, DruidBatchMethod, DruidMetric, DruidMetricKind, DruidSchemaConfig, DruidSupervisorConfig,
     Granularity,
@@ -21,6 +22,7 @@ pub use druid::{
 pub use kafka::{KafkaCompression, KafkaExactlyOnce, KafkaSinkConfig, is_secret};
 pub use kind::{SourceKind, SourceKindName};
 pub use remote::{FetchConfig, HttpKind, HttpSourceConfig, ListingKind, PushConfig, S3Config, S3Kind, parse_s3_url};
+pub use schema::{Evolution, SchemaConfig};
 pub use secret::Secret;
 pub use sink::{DeltaSinkConfig, ParquetCompression, ParquetSinkConfig, SinkConfig};
 pub use source::{AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FormatConfig, FormatKind, SourceConfig};
@@ -450,6 +452,7 @@ fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems:
             problems.push(format!("{key}.columns.{column}.format: only date and timestamp columns take a format"));
         }
     }
+    schema_problems(&key, source, problems);
     if source.sinks.is_empty() {
         problems.push(format!("{key}.sinks: name at least one sink"));
     }
@@ -465,6 +468,30 @@ fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems:
                 }
             }
             Some(_) => {}
+        }
+    }
+}
+
+/// Keys of `[sources.NAME.schema]`.
+fn schema_problems(key: &str, source: &SourceConfig, problems: &mut Vec<String>) {
+    let inferred = source.columns.is_empty();
+    if let Some(rescued) = source.schema.rescued_column(inferred) {
+        if source.columns.contains_key(&rescued) {
+            problems.push(format!("{key}.schema.rescued_column: {rescued:?} is also a configured column"));
+        }
+        if source.metadata_columns && [SOURCE_FILE_COLUMN, INGESTED_AT_COLUMN].contains(&rescued.as_str()) {
+            problems.push(format!("{key}.schema.rescued_column: {rescued:?} is a metadata column"));
+        }
+    }
+    if source.schema.evolution(inferred) == Evolution::Rescue && source.schema.rescued_column(inferred).is_none() {
+        problems.push(format!("{key}.schema.rescued_column: evolution = \"rescue\" needs a rescued column (not \"\")"));
+    }
+    for column in source.schema.hints.keys() {
+        if !inferred && !source.columns.contains_key(column) && source.schema.evolution(inferred) != Evolution::AddColumns {
+            problems.push(format!("{key}.schema.hints.{column}: not a column, and evolution does not add columns"));
+        }
+        if let Some(configured) = source.columns.get(column) {
+            problems.push(format!("{key}.schema.hints.{column}: the column is configured as {}; set its type there", configured.kind));
         }
     }
 }

@@ -4,6 +4,7 @@ use super::columns::ColumnConfig;
 use super::defaults;
 use super::kind::SourceKind;
 use super::remote::PushConfig;
+use super::schema::SchemaConfig;
 use super::units::{ByteSize, HumanDuration};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -54,14 +55,19 @@ pub struct SourceConfig<K = SourceKind> {
     /// How to read the files.
     #[serde(default)]
     pub format: FormatConfig,
-    /// Output columns by name, in table order. Empty: columns are inferred from the first file
-    /// (every leaf field, nested names joined with `_`) and kept in the state folder.
+    /// Output columns by name, in table order. Empty: columns are inferred from the first
+    /// batch's files (every leaf field, nested names joined with `_`) and then read back from
+    /// the table's own schema; `[schema]` says how they follow the data.
     #[serde(default)]
     pub columns: IndexMap<String, ColumnConfig>,
+    /// How the columns follow the data: evolution mode, rescued column, type hints.
+    #[serde(default)]
+    pub schema: SchemaConfig,
     /// Add `_source_file` (the file's name) and `_ingested_at` (commit time) columns.
     #[serde(default = "defaults::yes")]
     pub metadata_columns: bool,
-    /// What to do with a row whose value cannot be converted to its column's type.
+    /// What to do with a row whose value cannot be converted to its column's type (when the
+    /// rescued column is off; with it on, the value is rescued).
     #[serde(default = "defaults::on_bad_row")]
     pub on_bad_row: BadRowPolicy,
     /// A committed file rewritten in place (same name, new content): `true` ingests the new

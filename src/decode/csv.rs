@@ -1,13 +1,14 @@
 //! CSV (RFC 4180: quotes, embedded newlines, CRLF) through arrow-csv, every column as text.
 
-use super::{BATCH_ROWS, DecodeError, Position};
+use super::{BATCH_ROWS, DecodeError, Position, RawBatch, Unmapped};
 use crate::config::CsvConfig;
+use arrow::array::{Array, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use std::io::{BufRead, Cursor};
 use std::sync::Arc;
 
-type Emit<'e> = &'e mut dyn FnMut(RecordBatch) -> Result<(), DecodeError>;
+type Emit<'e> = &'e mut dyn FnMut(RawBatch) -> Result<(), DecodeError>;
 
 /// The header's column names, read without consuming the stream.
 fn header(reader: &mut dyn BufRead, csv: &CsvConfig) -> Result<Vec<String>, DecodeError> {
@@ -44,7 +45,13 @@ fn reader_for(
 }
 
 /// Decodes the columns named in `wanted`; a wanted column missing from the header is an error.
-pub(super) fn decode(mut reader: Box<dyn BufRead + Send>, csv: &CsvConfig, wanted: &[String], emit: Emit<'_>) -> Result<u64, DecodeError> {
+/// The other columns are skipped, counted or captured as `unmapped` says.
+pub(super) fn decode(
+    mut reader: Box<dyn BufRead + Send>,
+    csv: &CsvConfig,
+    (wanted, unmapped): (&[String], Unmapped),
+    emit: Emit<'_>,
+) -> Result<u64, DecodeError> {
     let header = header(&mut reader, csv)?;
     if header.is_empty() {
         return Ok(0);
@@ -58,15 +65,55 @@ pub(super) fn decode(mut reader: Box<dyn BufRead + Send>, csv: &CsvConfig, wante
             }
         }
     }
+    let others: Vec<usize> = (0..header.len()).filter(|i| !projection.contains(i)).collect();
+    let wanted_count = projection.len();
+    if unmapped == Unmapped::Capture {
+        projection.extend(&others);
+    }
     let mut rows = 0u64;
     for batch in reader_for(reader, csv, &header, projection)? {
         let batch = batch.map_err(|e| {
             DecodeError::malformed(format!("invalid CSV: {e}"), Some(Position { record: Some(rows + 1), ..Default::default() }))
         })?;
         rows += batch.num_rows() as u64;
-        emit(batch)?;
+        let ignored = match unmapped {
+            Unmapped::Skip => 0,
+            Unmapped::Count | Unmapped::Capture => (others.len() * batch.num_rows()) as u64,
+        };
+        let captured = (unmapped == Unmapped::Capture).then(|| capture(&batch, wanted_count, csv));
+        let text = batch.project(&(0..wanted_count).collect::<Vec<_>>()).map_err(|e| DecodeError::malformed(e.to_string(), None))?;
+        emit(RawBatch { text, unmapped: captured, ignored, text_values: true })?;
     }
     Ok(rows)
+}
+
+/// Each row's columns from `first` on (those no column reads) as one JSON object of strings;
+/// null values are left out, a row with none is null.
+fn capture(batch: &RecordBatch, first: usize, csv: &CsvConfig) -> arrow::array::StringArray {
+    let schema = batch.schema();
+    let names: Vec<String> = schema.fields()[first..].iter().map(|f| serde_json::to_string(f.name()).unwrap_or_default()).collect();
+    let columns: Vec<_> = batch.columns()[first..].iter().map(|c| c.as_string::<i32>()).collect();
+    let mut out = StringBuilder::new();
+    let mut row_text = String::new();
+    for row in 0..batch.num_rows() {
+        row_text.clear();
+        for (name, column) in names.iter().zip(&columns) {
+            if column.is_null(row) || csv.null_values.iter().any(|n| n == column.value(row)) {
+                continue;
+            }
+            row_text.push(if row_text.is_empty() { '{' } else { ',' });
+            row_text.push_str(name);
+            row_text.push(':');
+            row_text.push_str(&serde_json::to_string(column.value(row)).unwrap_or_default());
+        }
+        if row_text.is_empty() {
+            out.append_null();
+        } else {
+            row_text.push('}');
+            out.append_value(&row_text);
+        }
+    }
+    out.finish()
 }
 
 /// The header and up to `limit` rows, all columns.

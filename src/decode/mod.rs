@@ -12,6 +12,7 @@ mod json;
 pub use json::FieldTree;
 
 use crate::config::{FormatConfig, FormatKind};
+use arrow::array::StringArray;
 use arrow::record_batch::RecordBatch;
 use std::fmt;
 use std::fs::File;
@@ -109,10 +110,37 @@ pub struct Detected {
 #[derive(Debug, Clone)]
 pub struct DecodePlan {
     pub format: FormatConfig,
-    /// For JSON: the dotted paths to read.
+    /// For JSON: the dotted paths to read (and what is done with the rest).
     pub json_fields: FieldTree,
     /// For CSV: header names to read.
     pub csv_columns: Vec<String>,
+    /// For CSV: what is done with the other columns (JSON: in `json_fields`).
+    pub csv_unmapped: Unmapped,
+}
+
+/// What the decoder does with the fields the mapping does not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmapped {
+    /// Skip them (their syntax still checked).
+    Skip,
+    /// Skip and count them.
+    Count,
+    /// Count them and keep each record's as one JSON object ([`RawBatch::unmapped`]).
+    Capture,
+}
+
+/// One decoded record batch: the wanted fields as text, and what was not wanted.
+#[derive(Debug)]
+pub struct RawBatch {
+    /// One Utf8 column per wanted field, named by its dotted path (JSON) or header (CSV).
+    pub text: RecordBatch,
+    /// With [`Unmapped::Capture`]: per row, a JSON object of the fields no column reads (dotted
+    /// path to the value as written; CSV values as strings), null when there is none.
+    pub unmapped: Option<StringArray>,
+    /// With [`Unmapped::Count`] or `Capture`: how many values no column reads.
+    pub ignored: u64,
+    /// The captured values are text to be typed (CSV), not typed JSON.
+    pub text_values: bool,
 }
 
 /// An open file, decompressed, positioned at its first byte, with its layout detected.
@@ -189,9 +217,9 @@ fn detect_layout(reader: &mut dyn BufRead, name: &str, format: &FormatConfig) ->
 impl OpenFile {
     /// Decodes every record, handing each record batch to `emit` as soon as it is full.
     /// Returns the number of records decoded.
-    pub fn decode(self, plan: &DecodePlan, emit: &mut dyn FnMut(RecordBatch) -> Result<(), DecodeError>) -> Result<u64, DecodeError> {
+    pub fn decode(self, plan: &DecodePlan, emit: &mut dyn FnMut(RawBatch) -> Result<(), DecodeError>) -> Result<u64, DecodeError> {
         match &self.detected.layout {
-            Layout::Csv => csv::decode(self.reader, &plan.format.csv, &plan.csv_columns, emit),
+            Layout::Csv => csv::decode(self.reader, &plan.format.csv, (&plan.csv_columns, plan.csv_unmapped), emit),
             json => json::decode(self.reader, json, &plan.json_fields, emit),
         }
     }

@@ -3,7 +3,12 @@ use arrow::array::{Array, AsArray};
 use std::io::Write;
 
 fn plan(format: FormatConfig) -> DecodePlan {
-    DecodePlan { format, json_fields: FieldTree::new(["a", "b.c"]).unwrap(), csv_columns: vec!["a".into(), "c".into()] }
+    DecodePlan {
+        format,
+        json_fields: FieldTree::new(["a", "b.c"]).unwrap(),
+        csv_columns: vec!["a".into(), "c".into()],
+        csv_unmapped: Unmapped::Skip,
+    }
 }
 
 /// Decodes `bytes` saved as `name`; returns the layout, and column `a` as text ("-" for null).
@@ -15,7 +20,7 @@ fn decode_bytes(name: &str, bytes: &[u8], format: FormatConfig) -> Result<(Detec
     let detected = file.detected.clone();
     let mut values = Vec::new();
     let rows = file.decode(&plan(format), &mut |batch| {
-        let a = batch.column(0).as_string::<i32>();
+        let a = batch.text.column(0).as_string::<i32>();
         values.extend((0..a.len()).map(|i| if a.is_null(i) { "-".to_string() } else { a.value(i).to_string() }));
         Ok(())
     })?;
@@ -103,4 +108,31 @@ fn csv_semicolons_short_rows_and_missing_columns() {
     assert_eq!(decode_bytes("x.csv", b"a;c\n1;2\n3\n", format.clone()).unwrap().1, ["1", "3"]);
     let err = decode_bytes("x.csv", b"a;b\n1;2\n", format).unwrap_err();
     assert!(err.to_string().contains("no column \"c\""), "{err}");
+}
+
+#[test]
+fn csv_columns_no_mapping_reads_are_counted_or_captured_as_json_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.csv");
+    std::fs::write(&path, "a,b,c,d\n1,x,3,\n2,,4,\"q\"\"\"\n").unwrap();
+    for (mode, want) in
+        [(Unmapped::Count, None), (Unmapped::Capture, Some(vec![Some(r#"{"b":"x"}"#.to_string()), Some(r#"{"d":"q\""}"#.to_string())]))]
+    {
+        let mut plan = plan(FormatConfig::default());
+        plan.csv_unmapped = mode;
+        let (mut ignored, mut captured, mut widths) = (0, Vec::new(), Vec::new());
+        open(&path, "f.csv", &plan.format)
+            .unwrap()
+            .decode(&plan, &mut |batch| {
+                ignored += batch.ignored;
+                widths.push(batch.text.num_columns());
+                if let Some(u) = &batch.unmapped {
+                    captured.extend((0..u.len()).map(|i| u.is_valid(i).then(|| u.value(i).to_string())));
+                }
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((ignored, widths), (4, vec![2]), "{mode:?}: two columns unread in two rows; only a and c decoded");
+        assert_eq!(want.map(|w| w == captured), mode.eq(&Unmapped::Capture).then_some(true), "{captured:?}");
+    }
 }

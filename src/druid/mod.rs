@@ -110,7 +110,8 @@ impl DruidType {
     /// How an Arrow column type is stored.
     pub fn of(field: &Field) -> Result<DruidType, SpecError> {
         Ok(match field.data_type() {
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean => DruidType::String,
+            // Decimals go as their exact text: Druid's numbers would round them.
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Decimal128(_, _) => DruidType::String,
             DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DruidType::Long,
             DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => DruidType::Long,
             DataType::Float16 | DataType::Float32 | DataType::Float64 => DruidType::Double,

@@ -14,6 +14,10 @@ pub struct BatchCommitted<'a> {
     pub rows: u64,
     pub bytes: u64,
     pub bad_rows: u64,
+    /// Values kept in the rescued column.
+    pub rescued: u64,
+    /// Values of fields no column reads, left out.
+    pub ignored: u64,
     /// (sink, the sink's reference for the commit)
     pub commits: &'a [(String, String)],
     pub seconds: f64,
@@ -22,9 +26,14 @@ pub struct BatchCommitted<'a> {
 impl Event for BatchCommitted<'_> {
     fn emit(self) {
         info!(source = %self.source, batch = self.batch, files = self.files, rows = self.rows, commits = ?self.commits, "batch committed");
+        if self.rescued > 0 {
+            info!(source = %self.source, batch = self.batch, values = self.rescued, "values that did not fit the table kept in the rescued column");
+        }
         METRICS.files.with_label_values(&[self.source, "committed"]).inc_by(self.files as u64);
         METRICS.bytes.with_label_values(&[self.source]).inc_by(self.bytes);
         METRICS.bad_rows.with_label_values(&[self.source]).inc_by(self.bad_rows);
+        METRICS.values_rescued.with_label_values(&[self.source]).inc_by(self.rescued);
+        METRICS.fields_ignored.with_label_values(&[self.source]).inc_by(self.ignored);
         METRICS.batch_seconds.with_label_values(&[self.source]).observe(self.seconds);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         for (sink, _) in self.commits {

@@ -119,21 +119,31 @@ impl Event for DispositionFailed<'_> {
     }
 }
 
-/// Columns inferred from a source's first file.
+/// Columns inferred from a source's first batch (its table did not exist yet).
 pub struct ColumnsInferred<'a> {
     pub source: &'a str,
     pub file: &'a str,
     pub columns: usize,
-    /// Why they could not be saved in the state folder, if they could not.
-    pub not_saved: Option<&'a std::io::Error>,
 }
 
 impl Event for ColumnsInferred<'_> {
     fn emit(self) {
-        if let Some(error) = self.not_saved {
-            warn!(source = %self.source, error = %error, "cannot save inferred columns");
-            count_error(self.source, ErrorKind::Io);
-        }
         info!(source = %self.source, file = %self.file, columns = self.columns, "columns inferred");
+    }
+}
+
+/// Fields a table lacks became columns (`schema.evolution = "add_columns"`); they are added in
+/// the commit of the batch that brought them.
+pub struct ColumnsAdded<'a> {
+    pub source: &'a str,
+    /// The file whose fields they are.
+    pub file: &'a str,
+    pub columns: &'a [String],
+}
+
+impl Event for ColumnsAdded<'_> {
+    fn emit(self) {
+        info!(source = %self.source, file = %self.file, columns = ?self.columns, "new fields become columns");
+        crate::metrics::METRICS.columns_added.with_label_values(&[self.source]).inc_by(self.columns.len() as u64);
     }
 }

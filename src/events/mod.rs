@@ -22,8 +22,8 @@ pub use batch::{
 pub use daemon::{ReloadApplied, ReloadRefused, SourceNotStarted};
 pub use download::{Download, Outcome as DownloadOutcome, PollFailed};
 pub use file::{
-    AdmissionFailed, ColumnsInferred, DispositionFailed, FileChanged, FileDuplicate, FileIgnored, FileQuarantined, FileVanished,
-    FileWaitsForTwin,
+    AdmissionFailed, ColumnsAdded, ColumnsInferred, DispositionFailed, FileChanged, FileDuplicate, FileIgnored, FileQuarantined,
+    FileVanished, FileWaitsForTwin,
 };
 pub use outbound::{DruidTasks, HttpListenFailed, KafkaMessages, SupervisorSubmission, UploadAnswered};
 pub use sink::{SinkCommitFailed, SinkCommitted, SinkRead};

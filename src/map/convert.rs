@@ -4,7 +4,7 @@
 use super::MapError;
 use crate::config::{ColumnConfig, ColumnType};
 use arrow::array::{Array, ArrayRef, BooleanBuilder, PrimitiveBuilder, StringArray, StringBuilder};
-use arrow::datatypes::{ArrowPrimitiveType, Date32Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow::datatypes::{ArrowPrimitiveType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use std::sync::Arc;
@@ -35,6 +35,27 @@ pub(super) fn column(
             }
             Arc::new(out.finish())
         }
+        ColumnType::Json => {
+            let mut out = StringBuilder::with_capacity(text.len(), text.value_data().len());
+            for row in 0..text.len() {
+                let valid = match value(row) {
+                    None => None,
+                    Some(v) => match serde_json::from_str::<&serde_json::value::RawValue>(v) {
+                        Ok(_) => Some(v),
+                        Err(e) => {
+                            on_bad(row, v, format!("not JSON: {e}"))?;
+                            None
+                        }
+                    },
+                };
+                out.append_option(valid);
+            }
+            Arc::new(out.finish())
+        }
+        ColumnType::Decimal { precision, scale } => Arc::new(
+            primitive::<Decimal128Type>(text.len(), value, &mut on_bad, |v| parse_decimal(v, precision, scale))?
+                .with_precision_and_scale(precision, scale as i8)?,
+        ),
         ColumnType::Int64 => Arc::new(primitive::<Int64Type>(text.len(), value, &mut on_bad, parse_i64)?),
         ColumnType::Int32 => Arc::new(primitive::<Int32Type>(text.len(), value, &mut on_bad, |v| {
             parse_i64(v).and_then(|n| i32::try_from(n).map_err(|_| "out of range for int32".to_string()))
@@ -104,6 +125,48 @@ pub fn parse_i64(v: &str) -> Result<i64, String> {
     }
 }
 
+/// An exact decimal as its unscaled integer (`12.30` at scale 2 is 1230). Digits past `scale`
+/// are refused unless they are zeros: a decimal column never rounds.
+pub fn parse_decimal(v: &str, precision: u8, scale: u8) -> Result<i128, String> {
+    let t = v.trim();
+    let (negative, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => (&body[..i], body[i + 1..].parse::<i32>().map_err(|_| "not a number".to_string())?),
+        None => (body, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction) {
+        return Err("not a number".into());
+    }
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    // The value is digits * 10^(exponent - fraction digits); the column holds value * 10^scale.
+    let shift = i64::from(exponent) - fraction.len() as i64 + i64::from(scale);
+    let out_of_range = || format!("out of range for decimal({precision},{scale})");
+    let unscaled = if shift < 0 {
+        let cut = digits.len().saturating_sub(shift.unsigned_abs() as usize);
+        if digits[cut..].bytes().any(|b| b != b'0') {
+            return Err(format!("more than {scale} digits after the point"));
+        }
+        digits[..cut].to_string()
+    } else {
+        if digits.len() as i64 + shift > i64::from(precision) && !digits.is_empty() {
+            return Err(out_of_range());
+        }
+        format!("{digits}{}", if digits.is_empty() { String::new() } else { "0".repeat(shift as usize) })
+    };
+    if unscaled.len() > precision as usize {
+        return Err(out_of_range());
+    }
+    let n: i128 = if unscaled.is_empty() { 0 } else { unscaled.parse().map_err(|_| out_of_range())? };
+    Ok(if negative { -n } else { n })
+}
+
 fn parse_bool(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "t" | "yes" | "y" | "1" => Ok(true),
@@ -118,6 +181,7 @@ fn date_items(format: Option<&str>) -> Result<Vec<Item<'_>>, MapError> {
 }
 
 /// Days since 1970-01-01.
+#[cfg(test)]
 pub fn parse_date(v: &str, format: Option<&str>) -> Result<i32, String> {
     let items = date_items(format).map_err(|e| e.to_string())?;
     parse_date_items(v, &items, format)
@@ -174,6 +238,22 @@ mod tests {
         assert_eq!(parse_i64(" 265000.0 "), Ok(265000));
         assert!(parse_i64("0.5").is_err());
         assert!(parse_i64("n/a").is_err());
+    }
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        assert_eq!(parse_decimal("12.3", 10, 2), Ok(1230));
+        assert_eq!(parse_decimal("-0.05", 10, 2), Ok(-5));
+        assert_eq!(parse_decimal("1.2e2", 10, 2), Ok(12000));
+        assert_eq!(parse_decimal("12.300", 10, 2), Ok(1230), "trailing zeros lose nothing");
+        assert_eq!(parse_decimal("123456789012345678901234567890", 38, 0), Ok(123456789012345678901234567890));
+        assert_eq!(parse_decimal("0", 1, 0), Ok(0));
+        assert!(parse_decimal("12.345", 10, 2).unwrap_err().contains("digits after the point"));
+        assert!(parse_decimal("123456", 5, 0).unwrap_err().contains("out of range"));
+        assert!(parse_decimal("1e40", 38, 0).unwrap_err().contains("out of range"));
+        for bad in ["", "-", "1.2.3", "abc", "1e", "0x10"] {
+            assert!(parse_decimal(bad, 10, 2).is_err(), "{bad}");
+        }
     }
 
     #[test]

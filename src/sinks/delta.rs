@@ -4,14 +4,15 @@
 
 mod commits;
 mod maintenance;
+mod schema;
 
 use super::{BatchManifest, Sink, SinkError, SinkErrorKind, SinkWriter, Upkeep};
 use crate::config::DeltaSinkConfig;
-use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, DataType, PrimitiveType, StructField, Transaction};
+use deltalake::kernel::{Action, MetadataExt, Transaction};
 use deltalake::parquet::basic::{Compression, ZstdLevel};
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::{DeltaOperation, SaveMode};
@@ -164,20 +165,6 @@ fn refused_before_writing(e: &DeltaTableError) -> bool {
     matches!(e, DeltaTableError::Transaction { source: TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_) })
 }
 
-/// The Delta type of each Arrow type the mapping produces.
-fn delta_type(arrow: &ArrowType) -> Option<DataType> {
-    Some(DataType::Primitive(match arrow {
-        ArrowType::Utf8 => PrimitiveType::String,
-        ArrowType::Int32 => PrimitiveType::Integer,
-        ArrowType::Int64 => PrimitiveType::Long,
-        ArrowType::Float64 => PrimitiveType::Double,
-        ArrowType::Boolean => PrimitiveType::Boolean,
-        ArrowType::Date32 => PrimitiveType::Date,
-        ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => PrimitiveType::Timestamp,
-        _ => return None,
-    }))
-}
-
 #[async_trait]
 impl Sink for DeltaSink {
     fn name(&self) -> &str {
@@ -189,12 +176,12 @@ impl Sink for DeltaSink {
             return self.adopt(&table, &schema).await;
         }
         let table = unloaded_table(&self.name, &self.config)?;
-        let mut columns = Vec::new();
-        for field in schema.fields() {
-            let kind = delta_type(field.data_type())
-                .ok_or_else(|| self.err(format!("column {:?}: type {} has no Delta equivalent", field.name(), field.data_type())))?;
-            columns.push(StructField::new(field.name().clone(), kind, true));
-        }
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| schema::struct_field(f))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| SinkError::schema_mismatch(&self.name, &e))?;
         let created = table
             .create()
             .with_columns(columns)
@@ -209,6 +196,16 @@ impl Sink for DeltaSink {
                 None => Err(self.err(format!("cannot create table at {}: {e}", self.config.uri))),
             },
         }
+    }
+
+    async fn table_schema(&self) -> Result<Option<SchemaRef>, SinkError> {
+        let Some(table) = self.open_existing().await? else { return Ok(None) };
+        schema::table_schema(&table).map(Some).map_err(|e| self.err(e))
+    }
+
+    async fn schema_history(&self) -> Result<Vec<super::SchemaChange>, SinkError> {
+        let Some(table) = self.open_existing().await? else { return Ok(Vec::new()) };
+        commits::schema_history(&self.name, &table).await
     }
 
     async fn recover(&self) -> Result<Option<i64>, SinkError> {
@@ -252,19 +249,32 @@ impl Sink for DeltaSink {
         found
     }
 
-    async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
+    async fn begin(&self, schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError> {
         let mut cached = self.cached.lock().await;
         let table = self.current(cached.take()).await?;
         *cached = Some(table.clone());
-        let writer = RecordBatchWriter::for_table(&table)
-            .map_err(|e| self.err(e))?
-            .with_writer_properties(writer_properties(&self.name, &self.config)?);
+        let have = schema::table_schema(&table).map_err(|e| self.err(e))?;
+        let added = schema::added_columns(&have, &schema).map_err(|e| SinkError::schema_mismatch(&self.name, &e))?;
+        let writer = if added.is_empty() {
+            RecordBatchWriter::for_table(&table)
+        } else {
+            // The batch brings columns: its files are written with them, and the commit adds them.
+            let mut fields: Vec<Field> = have.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.extend(added.iter().cloned());
+            let partition_by = table.snapshot().map_err(|e| self.err(e))?.metadata().partition_columns().to_vec();
+            let storage = self.config.uri.contains("://").then(|| self.config.s3.storage_options());
+            RecordBatchWriter::try_new(table.table_url().as_str(), Arc::new(Schema::new(fields)), Some(partition_by), storage)
+        }
+        .map_err(|e| self.err(e))?
+        .with_writer_properties(writer_properties(&self.name, &self.config)?);
         Ok(Box::new(DeltaBatchWriter {
             sink: self.name.clone(),
             durable: self.durable.clone(),
             app_id: self.app_id.clone(),
             flush_at: self.config.target_file_size.0 as usize,
             partition_by: self.config.partition_by.clone(),
+            target: writer.arrow_schema(),
+            added,
             table,
             writer,
             adds: Vec::new(),
@@ -277,17 +287,13 @@ impl Sink for DeltaSink {
 }
 
 impl DeltaSink {
-    /// Checks an existing table against the mapping and makes sure the log this run builds on
-    /// is on disk (a crash before may have left it in the page cache only); entries before the
-    /// last checkpoint are covered by it.
+    /// Checks an existing table against the mapping (a column both have has one type; columns
+    /// the table lacks are added by the first batch that writes them) and makes sure the log
+    /// this run builds on is on disk (a crash before may have left it in the page cache only);
+    /// entries before the last checkpoint are covered by it.
     async fn adopt(&self, table: &DeltaTable, schema: &SchemaRef) -> Result<(), SinkError> {
-        let snapshot = table.snapshot().map_err(|e| self.err(e))?;
-        let have = snapshot.snapshot().arrow_schema();
-        let have: Vec<(String, ArrowType)> = have.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
-        let want: Vec<(String, ArrowType)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
-        if have != want {
-            return Err(SinkError::schema_mismatch(&self.name, &format!("table has {have:?}, mapping gives {want:?}")));
-        }
+        let have = schema::table_schema(table).map_err(|e| self.err(e))?;
+        schema::added_columns(&have, schema).map_err(|e| SinkError::schema_mismatch(&self.name, &e))?;
         let version = table.version().map_or(0, |v| v as i64);
         self.sync_log(table, maintenance::last_checkpoint(table).await.unwrap_or(0), version).await
     }
@@ -308,6 +314,10 @@ struct DeltaBatchWriter {
     app_id: String,
     flush_at: usize,
     partition_by: Vec<String>,
+    /// The schema the files are written with: the table's columns, then `added`.
+    target: SchemaRef,
+    /// Columns this batch adds to the table, in the same commit as its rows.
+    added: Vec<Field>,
     table: DeltaTable,
     writer: RecordBatchWriter,
     adds: Vec<Action>,
@@ -325,7 +335,8 @@ impl DeltaBatchWriter {
 #[async_trait]
 impl SinkWriter for DeltaBatchWriter {
     async fn write(&mut self, batch: &RecordBatch) -> Result<(), SinkError> {
-        self.writer.write(batch.clone()).await.map_err(|e| self.err(e))?;
+        let batch = schema::align(batch, &self.target).map_err(|e| SinkError::storage(&self.sink, e))?;
+        self.writer.write(batch).await.map_err(|e| self.err(e))?;
         // The writer buffers whole files in memory: cut them at the target size.
         if self.writer.buffer_len() >= self.flush_at {
             let adds = self.writer.flush().await.map_err(|e| self.err(e))?;
@@ -338,7 +349,7 @@ impl SinkWriter for DeltaBatchWriter {
         let adds = self.writer.flush().await.map_err(|e| self.err(e))?;
         self.adds.extend(adds.into_iter().map(Action::Add));
         crate::fault_point!("after_data_files");
-        let actions = std::mem::take(&mut self.adds);
+        let mut actions = std::mem::take(&mut self.adds);
         // Defence in depth: a batch the table already holds (an earlier attempt landed) is not
         // committed twice.
         let snapshot = self.table.snapshot().map_err(|e| self.err(e))?;
@@ -356,6 +367,14 @@ impl SinkWriter for DeltaBatchWriter {
             let paths: Vec<_> =
                 actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(root.join(&add.path)) } else { None }).collect();
             fsync_files_and_folders(root, &paths).map_err(|e| SinkError::storage(&self.sink, format!("fsync data files: {e}")))?;
+        }
+        if !self.added.is_empty() {
+            // The new columns land with the rows that bring them: no reader sees one without
+            // the other, and a crash leaves neither.
+            let evolved = schema::evolved(&self.table, &self.added).map_err(|e| SinkError::schema_mismatch(&self.sink, &e))?;
+            let metadata =
+                snapshot.metadata().clone().with_schema(&evolved).map_err(|e| SinkError::schema_mismatch(&self.sink, &e.to_string()))?;
+            actions.push(Action::Metadata(metadata));
         }
         let manifest_json = serde_json::to_value(manifest).map_err(|e| SinkError::storage(&self.sink, e))?;
         let operation = DeltaOperation::Write {

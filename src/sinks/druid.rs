@@ -111,7 +111,7 @@ impl Sink for DruidSink {
         Ok(Vec::new())
     }
 
-    async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
+    async fn begin(&self, _schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError> {
         let ready = self.ready.clone().ok_or_else(|| self.shared.err("begin before prepare"))?;
         Ok(Box::new(DruidWriter { shared: self.shared.clone(), ready }))
     }

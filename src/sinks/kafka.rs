@@ -191,7 +191,7 @@ impl Sink for KafkaSink {
             .collect())
     }
 
-    async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
+    async fn begin(&self, _schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError> {
         self.create_spool_dir()?;
         let path = self.spool_dir.join(format!("{}.arrows", crate::temp_name::unique()));
         Ok(Box::new(KafkaWriter { shared: self.shared.clone(), key_columns: self.key_columns.clone(), path: SpoolFile(path), spool: None }))

@@ -30,6 +30,29 @@ pub struct BatchManifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingested_at_us: Option<i64>,
     pub files: Vec<ManifestFile>,
+    /// Columns this batch added to the table (schema evolution), each with the file whose field
+    /// it reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns_added: Vec<AddedColumn>,
+}
+
+/// A column added by schema evolution, and the file that brought its field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddedColumn {
+    pub column: String,
+    pub file: String,
+}
+
+/// One version of a table that changed its columns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SchemaChange {
+    pub version: i64,
+    /// Commit time, Unix milliseconds.
+    pub timestamp_ms: Option<i64>,
+    /// The columns this version added (all of them for the version that created the table).
+    pub columns: Vec<String>,
+    /// The files that brought them, as the batch's manifest names them.
+    pub files: Vec<String>,
 }
 
 /// One source file of a batch.
@@ -126,6 +149,12 @@ pub trait Sink: Send + Sync {
     fn name(&self) -> &str;
     /// Creates the table if missing and checks an existing table's schema.
     async fn prepare(&mut self, schema: SchemaRef) -> Result<(), SinkError>;
+    /// The table's columns as its storage records them (with ingestd's field metadata), or
+    /// `None` when there is no table yet or this sink keeps no schema: a source whose columns
+    /// are inferred maps as this says, so that a lost state folder changes nothing.
+    async fn table_schema(&self) -> Result<Option<SchemaRef>, SinkError> {
+        Ok(None)
+    }
     /// Finishes any commit a crash interrupted half-way (Parquet renames) and returns the
     /// highest batch seq this sink holds for (instance, source).
     async fn recover(&self) -> Result<Option<i64>, SinkError>;
@@ -143,8 +172,14 @@ pub trait Sink: Send + Sync {
     async fn lake_commit(&self, _seq: i64) -> Result<Option<crate::druid::LakeCommit>, SinkError> {
         Ok(None)
     }
-    /// Starts writing a batch; nothing is visible until [`SinkWriter::commit`].
-    async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError>;
+    /// The versions of the table that added columns, oldest first (empty for a sink without a
+    /// log). Versions whose log entries were cleaned up are not listed.
+    async fn schema_history(&self) -> Result<Vec<SchemaChange>, SinkError> {
+        Ok(Vec::new())
+    }
+    /// Starts writing a batch of `schema` (the mapping's, which may add columns to the table's);
+    /// nothing is visible until [`SinkWriter::commit`].
+    async fn begin(&self, schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError>;
     /// The sink's table upkeep (compaction, checkpoints, vacuum), if it needs any. It runs
     /// beside the batches on its own handle, so a long round never delays a commit.
     fn upkeep(&self) -> Option<Box<dyn Upkeep>> {

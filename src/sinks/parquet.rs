@@ -38,7 +38,7 @@ pub struct ParquetSink {
     /// `<instance>+<source>`: neither may contain `+`, so no two (instance, source) pairs share
     /// file names or a manifest folder.
     file_id: String,
-    schema: Option<SchemaRef>,
+    prepared: bool,
     /// The bucket when `path` is `s3://...`; a client that could not be built fails every call.
     s3: Option<Result<Arc<s3::S3Dataset>, String>>,
 }
@@ -49,7 +49,7 @@ impl ParquetSink {
         let file_id = format!("{instance}+{source}");
         let spool = state_dir.join("spool").join(format!("parquet-{source}-{name}"));
         let s3 = config.path.starts_with("s3://").then(|| s3::S3Dataset::new(name, &config, &file_id, spool).map(Arc::new));
-        ParquetSink { name: name.to_string(), config, file_id, schema: None, s3 }
+        ParquetSink { name: name.to_string(), config, file_id, prepared: false, s3 }
     }
 
     /// The bucket, when the dataset is in one.
@@ -177,7 +177,7 @@ impl Sink for ParquetSink {
                 return Err(self.err(format!("partition column {column:?} is not an output column")));
             }
         }
-        self.schema = Some(schema);
+        self.prepared = true;
         Ok(())
     }
 
@@ -223,18 +223,22 @@ impl Sink for ParquetSink {
         Ok(Some(crate::druid::LakeCommit { root: root.to_string_lossy().into_owned(), version: None, files: record.files }))
     }
 
-    async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
+    async fn begin(&self, schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError> {
         match self.bucket()? {
-            Some(dataset) => Ok(Box::new(dataset.writer(|spool| self.writer(spool))?)),
-            None => Ok(Box::new(self.writer(self.root())?)),
+            Some(dataset) => Ok(Box::new(dataset.writer(|spool| self.writer(spool, schema))?)),
+            None => Ok(Box::new(self.writer(self.root(), schema)?)),
         }
     }
 }
 
 impl ParquetSink {
-    /// A writer of this sink's files below `root` (the dataset folder, or a bucket's spool).
-    fn writer(&self, root: PathBuf) -> Result<ParquetBatchWriter, SinkError> {
-        let schema = self.schema.clone().ok_or_else(|| self.err("begin before prepare"))?;
+    /// A writer of this sink's files below `root` (the dataset folder, or a bucket's spool), in
+    /// the batch's schema: a dataset's files carry the columns of their batch, so a column added
+    /// later is in the files from then on.
+    fn writer(&self, root: PathBuf, schema: SchemaRef) -> Result<ParquetBatchWriter, SinkError> {
+        if !self.prepared {
+            return Err(self.err("begin before prepare"));
+        }
         let compression = match self.config.compression {
             ParquetCompression::Zstd => Compression::ZSTD(ZstdLevel::try_new(self.config.zstd_level).map_err(|e| self.err(e))?),
             ParquetCompression::None => Compression::UNCOMPRESSED,

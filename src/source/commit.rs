@@ -5,7 +5,7 @@
 
 use super::Source;
 use super::disposition::Dropped;
-use super::read::{Decoded, ReadJob};
+use super::read::{Decoded, FileRows, ReadJob};
 use crate::admit::AdmittedFile;
 use crate::error::Error;
 use crate::events::{self, BatchCommitted, SinkCommitFailed, SinkCommitted};
@@ -27,6 +27,10 @@ pub struct BatchReport {
     pub rows: u64,
     pub bytes: u64,
     pub bad_rows: u64,
+    /// Values kept in the rescued column.
+    pub rescued_values: u64,
+    /// Values of fields no column reads, left out.
+    pub ignored_values: u64,
     /// (sink, the sink's reference for the commit)
     pub commits: Vec<(String, String)>,
 }
@@ -34,8 +38,8 @@ pub struct BatchReport {
 /// A batch's rows, written to the target sinks' writers but not committed.
 pub(super) struct Written {
     pub writers: Vec<(usize, Box<dyn SinkWriter>)>,
-    /// (rows, bad rows) of each file, in order; fewer than the files when `max_rows` was reached.
-    pub per_file: Vec<(u64, u64)>,
+    /// What each file gave, in order; fewer than the files when `max_rows` was reached.
+    pub per_file: Vec<FileRows>,
 }
 
 impl Source {
@@ -58,6 +62,7 @@ impl Source {
                 Err(e) => {
                     // Recovery, before the next batch, settles what the error left in flight.
                     self.needs_recovery = true;
+                    self.forget_unconfigured_mapping();
                     match self.not_in_ledger(&taken).await {
                         Ok(still_new) => self.batcher.put_back(still_new),
                         // Unknown whether the ledger took them: admission asks again later.
@@ -90,8 +95,10 @@ impl Source {
     async fn commit_batch(&mut self, mut files: Vec<AdmittedFile>) -> Result<(Option<BatchReport>, Vec<AdmittedFile>), Error> {
         let started = Instant::now();
         loop {
-            let Some(first) = files.first() else { return Ok((None, Vec::new())) };
-            let mapping = match self.mapping_for(first).await? {
+            if files.is_empty() {
+                return Ok((None, Vec::new()));
+            }
+            let mapping = match self.mapping_for(&files).await? {
                 Ok(mapping) => mapping,
                 Err(error) => {
                     let dropped = files.remove(0);
@@ -113,7 +120,7 @@ impl Source {
             tracing::debug!(source = %self.name, files = written.per_file.len(), seconds = started.elapsed().as_secs_f64(), "batch decoded");
             crate::fault_point!("after_decode");
             let leftovers = files.split_off(written.per_file.len());
-            let entries: Vec<_> = files.iter().zip(&written.per_file).map(|(f, (rows, _))| f.entry(Some(*rows))).collect();
+            let entries: Vec<_> = files.iter().zip(&written.per_file).map(|(f, done)| f.entry(Some(done.rows))).collect();
             let seq = self
                 .on_ledger(move |ledger, source| {
                     let seq = ledger.next_seq(source)?;
@@ -132,43 +139,56 @@ impl Source {
     }
 
     /// Decodes and maps `files` into new writers of the sinks at `targets`. Returns the writers
-    /// and each file's rows, or the index of the first file that failed and why.
+    /// and each file's rows, or the index of the first file that failed and why. A file with
+    /// fields the table lacks (`evolution = "add_columns"`) extends the mapping, and the batch
+    /// is read again with the new columns.
     pub(super) async fn write(
         &mut self,
         files: &[AdmittedFile],
-        mapping: Mapping,
+        mut mapping: Mapping,
         targets: &[usize],
         ingested_at: i64,
     ) -> Result<Result<Written, (usize, Dropped)>, Error> {
         self.prepare_sinks(&mapping).await?;
-        let plan =
-            mapping.decode_plan(&self.config.format).map_err(|e| Error::Mapping { name: self.name.clone(), detail: e.to_string() })?;
-        let mut writers = Vec::with_capacity(targets.len());
-        for &i in targets {
-            writers.push((i, self.sinks[i].begin().await?));
-        }
-        let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
-        let job = ReadJob { plan, mapping, max_rows: self.config.batch.max_rows as u64, ingested_at, threads: self.decode_threads };
-        let inputs = files.to_vec();
-        let decoding = tokio::task::spawn_blocking(move || job.run(inputs, &tx));
-        let mut per_file = Vec::new();
-        let mut dropped = None;
-        while let Some(message) = rx.recv().await {
-            match message {
-                Decoded::Rows(batch) => {
-                    for (_, writer) in writers.iter_mut() {
-                        writer.write(&batch).await?;
+        loop {
+            let plan =
+                mapping.decode_plan(&self.config.format).map_err(|e| Error::Mapping { name: self.name.clone(), detail: e.to_string() })?;
+            let mut writers = Vec::with_capacity(targets.len());
+            for &i in targets {
+                writers.push((i, self.sinks[i].begin(mapping.schema()).await?));
+            }
+            let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
+            let job = ReadJob {
+                plan,
+                mapping: mapping.clone(),
+                max_rows: self.config.batch.max_rows as u64,
+                ingested_at,
+                threads: self.decode_threads,
+            };
+            let inputs = files.to_vec();
+            let decoding = tokio::task::spawn_blocking(move || job.run(inputs, &tx));
+            let mut per_file = Vec::new();
+            let mut stopped = None;
+            while let Some(message) = rx.recv().await {
+                match message {
+                    Decoded::Rows(batch) => {
+                        for (_, writer) in writers.iter_mut() {
+                            writer.write(&batch).await?;
+                        }
                     }
+                    Decoded::FileDone(done) => per_file.push(done),
+                    Decoded::FileDropped(why) => stopped = Some(Err((per_file.len(), why))),
+                    Decoded::FileHasNewFields(discovered) => stopped = Some(Ok((per_file.len(), discovered))),
                 }
-                Decoded::FileDone { rows, bad_rows } => per_file.push((rows, bad_rows)),
-                Decoded::FileDropped(why) => dropped = Some((per_file.len(), why)),
+            }
+            decoding.await.map_err(|e| Error::task("decoding thread", e))?;
+            // Nothing is committed on the way out: the writers' files are orphans no reader sees.
+            match stopped {
+                None => return Ok(Ok(Written { writers, per_file })),
+                Some(Err(dropped)) => return Ok(Err(dropped)),
+                Some(Ok((index, discovered))) => mapping = self.add_columns(&mapping, &discovered, &files[index].name).await?,
             }
         }
-        decoding.await.map_err(|e| Error::task("decoding thread", e))?;
-        Ok(match dropped {
-            Some(dropped) => Err(dropped),
-            None => Ok(Written { writers, per_file }),
-        })
     }
 
     /// Commits written rows as batch `seq` (already recorded in flight), records it committed,
@@ -190,15 +210,18 @@ impl Source {
             files: files
                 .iter()
                 .zip(&written.per_file)
-                .map(|(f, (rows, _))| ManifestFile { name: f.name.clone(), hash: f.hash.clone(), rows: *rows })
+                .map(|(f, done)| ManifestFile { name: f.name.clone(), hash: f.hash.clone(), rows: done.rows })
                 .collect(),
+            columns_added: self.columns_added.clone(),
         };
         let mut report = BatchReport {
             seq,
             files: files.len(),
-            rows: written.per_file.iter().map(|(r, _)| r).sum(),
+            rows: written.per_file.iter().map(|d| d.rows).sum(),
             bytes: files.iter().map(|f| f.size).sum(),
-            bad_rows: written.per_file.iter().map(|(_, b)| b).sum(),
+            bad_rows: written.per_file.iter().map(|d| d.bad_rows).sum(),
+            rescued_values: written.per_file.iter().map(|d| d.rescued).sum(),
+            ignored_values: written.per_file.iter().map(|d| d.ignored).sum(),
             commits: Vec::new(),
         };
         for (i, writer) in written.writers {
@@ -206,6 +229,7 @@ impl Source {
             let reference = self.commit_to(i, writer, &manifest, !replayed && report.commits.is_empty()).await?;
             report.commits.push((self.sinks[i].name().to_string(), reference));
         }
+        self.columns_added.clear();
         crate::fault_point!("inside_ledger_update");
         self.on_ledger(move |ledger, source| ledger.finish_batch(source, seq)).await?;
         events::emit(BatchCommitted {
@@ -215,6 +239,8 @@ impl Source {
             rows: report.rows,
             bytes: report.bytes,
             bad_rows: report.bad_rows,
+            rescued: report.rescued_values,
+            ignored: report.ignored_values,
             commits: &report.commits,
             seconds: started.elapsed().as_secs_f64(),
         });

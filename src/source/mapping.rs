@@ -1,84 +1,152 @@
-//! The columns of a source: configured, or inferred from its first file and kept in the state
-//! folder so every later batch (and every restart) maps the same way.
+//! The columns of a source: configured, or read back from its table's schema (the table is the
+//! truth: a lost state folder changes nothing), or, before the table exists, inferred from the
+//! first batch's files. Schema evolution extends them batch by batch.
 
 use super::Source;
 use crate::admit::AdmittedFile;
 use crate::config::{ColumnConfig, Config, SourceConfig};
 use crate::decode::DecodeError;
 use crate::error::Error;
-use crate::events::{self, ColumnsInferred};
-use crate::map::{Mapping, infer};
+use crate::events::{self, ColumnsAdded, ColumnsInferred};
+use crate::map::{Discovered, Mapping, MappingOptions, PATH_METADATA, infer};
+use crate::sinks::AddedColumn;
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
-/// The mapping of a source, once known, and where inferred columns are saved.
+/// The mapping of a source, once known.
 pub(super) struct Columns {
     mapping: Option<Mapping>,
-    inferred_path: PathBuf,
+    /// Where ingestd before 0.3 kept inferred columns: read only to map a table it made, whose
+    /// schema does not name the paths its columns read.
+    legacy_path: PathBuf,
 }
 
 impl Columns {
     pub(super) fn load(config: &Config, name: &str, source: &SourceConfig) -> Result<Columns, Error> {
-        Ok(Columns { mapping: configured_mapping(config, name, source)?, inferred_path: inferred_path(config, name) })
+        let mapping = match source.columns.is_empty() {
+            true => None,
+            false => Some(build_mapping(name, source, &source.columns)?),
+        };
+        Ok(Columns { mapping, legacy_path: legacy_path(config, name) })
     }
 }
 
 impl Source {
-    /// The mapping, inferring it from `file` (and saving it) when the config names no columns.
-    pub(super) async fn mapping_for(&mut self, file: &AdmittedFile) -> Result<Result<Mapping, DecodeError>, Error> {
+    /// The mapping: configured, the table's, or inferred from `files` (the first must decode;
+    /// its error is returned when it does not).
+    pub(super) async fn mapping_for(&mut self, files: &[AdmittedFile]) -> Result<Result<Mapping, DecodeError>, Error> {
         if let Some(mapping) = &self.columns.mapping {
             return Ok(Ok(mapping.clone()));
         }
-        let (path, name, format) = (file.path.clone(), file.name.clone(), self.config.format.clone());
-        let columns = match Source::blocking("inferring columns", move || infer::infer_columns(&path, &name, &format)).await? {
+        if let Some(mapping) = self.table_mapping().await? {
+            self.columns.mapping = Some(mapping.clone());
+            return Ok(Ok(mapping));
+        }
+        let Some(first) = files.first() else { return Err(Error::Internal("no file to infer columns from".into())) };
+        let sample: Vec<(PathBuf, String)> = files.iter().map(|f| (f.path.clone(), f.name.clone())).collect();
+        let format = self.config.format.clone();
+        let inferred = Source::blocking("inferring columns", move || {
+            let sample: Vec<(&Path, &str)> = sample.iter().map(|(p, n)| (p.as_path(), n.as_str())).collect();
+            infer::infer_columns(&sample, &format)
+        })
+        .await?;
+        let columns = match inferred {
             Ok(columns) if columns.is_empty() => {
                 return Ok(Err(DecodeError::malformed("no fields found to infer columns from".into(), None)));
             }
             Ok(columns) => columns,
             Err(e) => return Ok(Err(e)),
         };
+        let columns = with_hints(columns, &self.config);
         let mapping = match build_mapping(&self.name, &self.config, &columns) {
             Ok(mapping) => mapping,
             Err(e) => return Ok(Err(DecodeError::malformed(e.to_string(), None))),
         };
-        let text = format!(
-            "# Columns inferred from {:?}; copy into [sources.{}.columns] to fix them.\n{}",
-            file.name,
-            self.name,
-            infer::columns_toml(&columns)
-        );
-        let path = self.columns.inferred_path.clone();
-        let saved = Source::blocking("saving inferred columns", move || {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            std::fs::write(&path, text)
-        })
-        .await?;
-        events::emit(ColumnsInferred { source: &self.name, file: &file.name, columns: columns.len(), not_saved: saved.as_ref().err() });
+        events::emit(ColumnsInferred { source: &self.name, file: &first.name, columns: columns.len() });
         self.columns.mapping = Some(mapping.clone());
         Ok(Ok(mapping))
     }
+
+    /// The mapping the first sink with a table says, if one has a table yet.
+    async fn table_mapping(&self) -> Result<Option<Mapping>, Error> {
+        for sink in &self.sinks {
+            let Some(schema) = sink.table_schema().await? else { continue };
+            let options = MappingOptions::of(&self.config);
+            let mapped_by_us = schema.fields().iter().any(|f| f.metadata().contains_key(PATH_METADATA));
+            let legacy = match mapped_by_us {
+                true => None,
+                false => {
+                    let (name, path) = (self.name.clone(), self.columns.legacy_path.clone());
+                    Source::blocking("reading saved columns", move || load_legacy(&name, &path)).await??
+                }
+            };
+            let mapping = match legacy {
+                Some(columns) => Mapping::new(&columns, options),
+                None => Mapping::from_schema(&schema, options),
+            };
+            let mapping = mapping.map_err(|e| Error::Mapping { name: self.name.clone(), detail: format!("sink {}: {e}", sink.name()) })?;
+            return Ok(Some(mapping));
+        }
+        Ok(None)
+    }
+
+    /// The mapping that reads the fields `file` brought: the table's, when another writer has
+    /// added columns since this one read it (they may be these), or `mapping` with the fields
+    /// added as columns, which this and every later batch map and the next commit of each sink
+    /// adds to its table.
+    pub(super) async fn add_columns(&mut self, mapping: &Mapping, discovered: &Discovered, file: &str) -> Result<Mapping, Error> {
+        if self.config.columns.is_empty()
+            && let Some(table) = self.table_mapping().await?
+            && table.column_names().any(|name| mapping.column_names().all(|ours| ours != name))
+        {
+            self.columns.mapping = Some(table.clone());
+            return Ok(table);
+        }
+        let (evolved, added) = mapping.evolve(discovered).map_err(|e| Error::Mapping { name: self.name.clone(), detail: e.to_string() })?;
+        events::emit(ColumnsAdded { source: &self.name, file, columns: &added });
+        self.columns_added.extend(added.into_iter().map(|column| AddedColumn { column, file: file.to_string() }));
+        self.columns.mapping = Some(evolved.clone());
+        Ok(evolved)
+    }
+
+    /// Forgets the mapping of a source whose columns are not configured, so that the next
+    /// batch reads it from the table again (after a failed batch: another writer may have
+    /// changed the table).
+    pub(super) fn forget_unconfigured_mapping(&mut self) {
+        if self.config.columns.is_empty() {
+            self.columns.mapping = None;
+        }
+    }
 }
 
-/// The mapping of source `name`: its configured columns, or those a run inferred from its first
-/// file; `None` while neither exists.
-pub(crate) fn configured_mapping(config: &Config, name: &str, source: &SourceConfig) -> Result<Option<Mapping>, Error> {
-    let columns = if source.columns.is_empty() { load_inferred(name, &inferred_path(config, name))? } else { Some(source.columns.clone()) };
-    columns.map(|c| build_mapping(name, source, &c)).transpose()
+/// `columns` with the source's type hints applied.
+fn with_hints(mut columns: IndexMap<String, ColumnConfig>, source: &SourceConfig) -> IndexMap<String, ColumnConfig> {
+    for (name, column) in &mut columns {
+        if let Some(kind) = source.schema.hints.get(name) {
+            column.kind = *kind;
+        }
+    }
+    columns
 }
 
-/// Where the columns inferred for source `name` are saved.
-pub(crate) fn inferred_path(config: &Config, name: &str) -> PathBuf {
+/// The mapping of source `name` when its columns are configured; `None` when they are inferred
+/// (then the table's schema says them).
+pub(crate) fn configured_mapping(name: &str, source: &SourceConfig) -> Result<Option<Mapping>, Error> {
+    if source.columns.is_empty() {
+        return Ok(None);
+    }
+    build_mapping(name, source, &source.columns).map(Some)
+}
+
+fn legacy_path(config: &Config, name: &str) -> PathBuf {
     config.state_dir.join("inferred").join(format!("{name}.toml"))
 }
 
 fn build_mapping(name: &str, source: &SourceConfig, columns: &IndexMap<String, ColumnConfig>) -> Result<Mapping, Error> {
-    Mapping::new(columns, source.metadata_columns, source.on_bad_row, source.format.csv.null_values.clone())
-        .map_err(|e| Error::Mapping { name: name.to_string(), detail: e.to_string() })
+    Mapping::new(columns, MappingOptions::of(source)).map_err(|e| Error::Mapping { name: name.to_string(), detail: e.to_string() })
 }
 
-fn load_inferred(name: &str, path: &Path) -> Result<Option<IndexMap<String, ColumnConfig>>, Error> {
+fn load_legacy(name: &str, path: &Path) -> Result<Option<IndexMap<String, ColumnConfig>>, Error> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text)
             .map(Some)

@@ -26,7 +26,7 @@ mod replay;
 mod tests;
 
 pub use commit::BatchReport;
-pub(crate) use mapping::{configured_mapping, inferred_path};
+pub(crate) use mapping::configured_mapping;
 
 use crate::batch::Batcher;
 use crate::config::{Config, SourceConfig};
@@ -49,6 +49,10 @@ pub struct Totals {
     pub bad_rows: u64,
     pub duplicates: u64,
     pub quarantined: u64,
+    /// Values kept in the rescued column.
+    pub rescued_values: u64,
+    /// Values of fields no column reads, left out (`schema.evolution = "none"`).
+    pub ignored_values: u64,
 }
 
 impl Totals {
@@ -61,6 +65,8 @@ impl Totals {
         self.bad_rows += other.bad_rows;
         self.duplicates += other.duplicates;
         self.quarantined += other.quarantined;
+        self.rescued_values += other.rescued_values;
+        self.ignored_values += other.ignored_values;
     }
 
     fn add_batch(&mut self, report: &BatchReport) {
@@ -69,6 +75,8 @@ impl Totals {
         self.rows += report.rows;
         self.bytes += report.bytes;
         self.bad_rows += report.bad_rows;
+        self.rescued_values += report.rescued_values;
+        self.ignored_values += report.ignored_values;
     }
 }
 
@@ -80,6 +88,8 @@ pub struct Source {
     decode_threads: usize,
     quarantine_dir: PathBuf,
     columns: mapping::Columns,
+    /// Columns added since the last commit, for the next batch's manifest.
+    columns_added: Vec<crate::sinks::AddedColumn>,
     sinks: Vec<Box<dyn Sink>>,
     /// The sinks' upkeep tasks, started once the sinks are prepared.
     upkeep: Vec<UpkeepTask>,
@@ -109,6 +119,7 @@ impl Source {
         Ok(Source {
             name: name.to_string(),
             columns: mapping::Columns::load(config, name, &source)?,
+            columns_added: Vec::new(),
             batcher: Batcher::new(source.batch.clone()),
             config: source,
             instance: config.instance.clone(),

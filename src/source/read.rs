@@ -8,7 +8,7 @@
 use super::disposition::Dropped;
 use crate::admit::AdmittedFile;
 use crate::decode::{self, DecodeError, DecodePlan, Position};
-use crate::map::{MapError, Mapping};
+use crate::map::{Discovered, Mapping};
 use arrow::record_batch::RecordBatch;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -18,8 +18,23 @@ use tokio::sync::mpsc;
 /// What the decoding threads report, in file order.
 pub(super) enum Decoded {
     Rows(RecordBatch),
-    FileDone { rows: u64, bad_rows: u64 },
+    FileDone(FileRows),
     FileDropped(Dropped),
+    /// The file has fields the table lacks (`evolution = "add_columns"`): the batch must be read
+    /// again with them as columns. Its rows were not all sent.
+    FileHasNewFields(Discovered),
+}
+
+/// What one file gave.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct FileRows {
+    pub rows: u64,
+    /// Rows with a value that did not convert (nulled or skipped by policy).
+    pub bad_rows: u64,
+    /// Values kept in the rescued column.
+    pub rescued: u64,
+    /// Values of fields no column reads, left out.
+    pub ignored: u64,
 }
 
 /// Mapped record batches a file may hold ready before the forwarder takes them.
@@ -111,8 +126,8 @@ impl ReadJob {
                 let Ok(message) = receiver.recv() else { return };
                 let end = match &message {
                     Decoded::Rows(_) => None,
-                    Decoded::FileDone { rows, .. } => Some(Some(*rows)),
-                    Decoded::FileDropped(_) => Some(None),
+                    Decoded::FileDone(done) => Some(Some(done.rows)),
+                    Decoded::FileDropped(_) | Decoded::FileHasNewFields(_) => Some(None),
                 };
                 if tx.blocking_send(message).is_err() {
                     return;
@@ -134,29 +149,34 @@ impl ReadJob {
     }
 
     /// Decodes and maps one file into its channel, ending with its outcome. A file whose size
-    /// or mtime differs after reading from when it was admitted changed under us.
+    /// or mtime differs after reading from when it was admitted changed under us. A file with
+    /// new fields is read to its end (to find them all) but its rows stop being sent.
     fn read_file(&self, file: &AdmittedFile, out: &SyncSender<Decoded>) {
-        let mut rows = 0u64;
-        let mut bad_rows = 0u64;
+        let mut done = FileRows::default();
+        let mut discovered = Discovered::default();
         let mut next_record = 1u64;
         let result = decode::open(&file.path, &file.name, &self.plan.format).and_then(|opened| {
             opened.decode(&self.plan, &mut |raw| {
-                let mapped = self.mapping.apply(&raw, &file.name, self.ingested_at, next_record).map_err(|e| {
-                    let record = match &e {
-                        MapError::BadValue { record, .. } => Some(*record),
-                        _ => None,
-                    };
-                    DecodeError::malformed(e.to_string(), Some(Position { record, ..Default::default() }))
-                })?;
-                next_record += raw.num_rows() as u64;
-                rows += mapped.batch.num_rows() as u64;
-                bad_rows += mapped.bad_rows;
+                let mapped = self
+                    .mapping
+                    .apply(&raw, &file.name, self.ingested_at, next_record)
+                    .map_err(|e| DecodeError::malformed(e.to_string(), Some(Position { record: e.record(), ..Default::default() })))?;
+                next_record += raw.text.num_rows() as u64;
+                discovered.merge(mapped.discovered);
+                if !discovered.is_empty() {
+                    return Ok(());
+                }
+                done.rows += mapped.batch.num_rows() as u64;
+                done.bad_rows += mapped.bad_rows;
+                done.rescued += mapped.rescued;
+                done.ignored += mapped.ignored;
                 out.send(Decoded::Rows(mapped.batch)).map_err(|_| DecodeError::malformed("the batch was abandoned".into(), None))
             })
         });
         let outcome = match result {
             _ if !file.unchanged_on_disk() => Decoded::FileDropped(Dropped::Changed),
-            Ok(_) => Decoded::FileDone { rows, bad_rows },
+            Ok(_) if !discovered.is_empty() => Decoded::FileHasNewFields(discovered),
+            Ok(_) => Decoded::FileDone(done),
             Err(error) => Decoded::FileDropped(Dropped::Bad(error)),
         };
         // The forwarder may have stopped already; then nobody needs the outcome.

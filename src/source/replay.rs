@@ -21,7 +21,7 @@ impl Source {
         let Some(first) = files.first() else { return Err(stuck("the ledger lists no files for it".into())) };
         events::emit(BatchReplaying { source: &self.name, batch: batch.seq, sinks: missing });
         let started = Instant::now();
-        let mapping = self.mapping_for(first).await?.map_err(|e| stuck(format!("{} no longer reads as it did: {e}", first.name)))?;
+        let mapping = self.mapping_for(&files).await?.map_err(|e| stuck(format!("{} no longer reads as it did: {e}", first.name)))?;
         let targets: Vec<usize> = (0..self.sinks.len()).filter(|&i| missing.iter().any(|s| s == self.sinks[i].name())).collect();
         let ingested_at = batch.ingested_at_us.unwrap_or_else(|| chrono::Utc::now().timestamp_micros());
         let written = match self.write(&files, mapping, &targets, ingested_at).await? {

@@ -76,7 +76,7 @@ impl Sink for FakeSink {
     async fn started(&self, seq: i64) -> Result<bool, SinkError> {
         Ok(self.store.lock().unwrap().started.contains(&seq))
     }
-    async fn begin(&self) -> Result<Box<dyn SinkWriter>, SinkError> {
+    async fn begin(&self, _schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError> {
         Ok(Box::new(FakeWriter { sink: self.clone(), rows: 0 }))
     }
 }
@@ -204,6 +204,7 @@ impl Fixture {
             seq,
             ingested_at_us: Some(7),
             files: entries.iter().map(|e| crate::sinks::ManifestFile { name: e.name.clone(), hash: e.hash.clone(), rows: 2 }).collect(),
+            columns_added: vec![],
         };
         let batch = BatchEntry { source: self.name.clone(), seq, files: entries, ingested_at_us: Some(7) };
         self.ledger.call(move |l| l.begin_batch(&batch)).await.unwrap();

@@ -351,3 +351,25 @@ pub fn data_files(table: &Path) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "parquet") && !p.starts_with(table.join("_delta_log")))
         .collect()
 }
+
+/// The Python of the project's venv (scripts/env.sh), with the independent readers.
+pub fn venv_python() -> PathBuf {
+    let venv = std::env::var("INGESTD_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/ingestd/venv"));
+    venv.join("bin/python")
+}
+
+/// What Python's deltalake, polars and DuckDB (delta_scan, or read_parquet for `parquet`) see in
+/// a table: per reader, `columns` and `rows` (values as text), as scripts/read_table.py prints.
+pub fn read_with_every_reader(table: &Path, parquet: bool) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/read_table.py");
+    let mut command = Command::new(venv_python());
+    command.arg(script).arg(table);
+    if parquet {
+        command.arg("--parquet");
+    }
+    let out = command.output().expect("run scripts/read_table.py");
+    assert!(out.status.success(), "read_table.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("read_table.py prints JSON")
+}

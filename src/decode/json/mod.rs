@@ -8,8 +8,7 @@ mod syntax;
 pub use record::FieldTree;
 use record::TextColumns;
 
-use super::{BATCH_ROWS, DecodeError, Layout, Position};
-use arrow::record_batch::RecordBatch;
+use super::{BATCH_ROWS, DecodeError, Layout, Position, RawBatch};
 use std::io::Read;
 use syntax::{Misfit, Stop, after_key, bad, expect, peek, skip_string, skip_value, skip_ws};
 
@@ -24,7 +23,7 @@ thread_local! {
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-type Emit<'e> = &'e mut dyn FnMut(RecordBatch) -> Result<(), DecodeError>;
+type Emit<'e> = &'e mut dyn FnMut(RawBatch) -> Result<(), DecodeError>;
 
 /// What is done with each record.
 pub(super) enum Records<'a> {
@@ -261,11 +260,11 @@ impl<'a> JsonReader<'a> {
     }
 
     fn emit_rows(&mut self) -> Result<(), DecodeError> {
-        if let Records::Columns { columns, emit, .. } = &mut self.records
+        if let Records::Columns { tree, columns, emit } = &mut self.records
             && columns.rows() > 0
         {
             let first = self.count + 1 - columns.rows() as u64;
-            let batch = columns.take_batch().map_err(|e| {
+            let batch = columns.take_batch(tree.unmapped()).map_err(|e| {
                 DecodeError::malformed(format!("invalid text: {e}"), Some(Position { record: Some(first), ..Default::default() }))
             })?;
             emit(batch)?;
@@ -361,7 +360,8 @@ pub(super) fn sample(reader: impl Read, layout: &Layout, limit: usize) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::AsArray;
+    use crate::decode::Unmapped;
+    use arrow::array::{Array, AsArray};
     use arrow::util::pretty::pretty_format_batches;
 
     fn decode_text(text: &[u8], layout: &Layout, chunk: usize) -> Result<String, DecodeError> {
@@ -372,7 +372,7 @@ mod tests {
             layout,
             &tree,
             &mut |b| {
-                batches.push(b);
+                batches.push(b.text);
                 Ok(())
             },
             chunk,
@@ -431,13 +431,44 @@ mod tests {
             &Layout::JsonArray,
             &tree,
             &mut |b| {
-                rows += b.num_rows();
-                assert_eq!(b.column(0).as_string::<i32>().value(0).len(), 100_000);
+                rows += b.text.num_rows();
+                assert_eq!(b.text.column(0).as_string::<i32>().value(0).len(), 100_000);
                 Ok(())
             },
             1024,
         )
         .unwrap();
         assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn captured_fields_keep_their_dotted_paths_and_values_as_written_across_reads() {
+        let text = br#"[{"id": 1, "new": [1, "x"], "sale": {"amount": 5, "cur\u0022": "EUR"}},
+            {"id": 2, "sale": 7}, {"id": 3, "note": null}, {"id": 4, "sale": {"amount": 1}}]"#;
+        let tree = FieldTree::with_leaves([("id", false), ("sale.amount", false), ("note", true)], Unmapped::Capture).unwrap();
+        for chunk in [3, 64, CHUNK] {
+            let (mut captured, mut ignored) = (Vec::new(), 0);
+            decode_in_chunks(
+                &text[..],
+                &Layout::JsonArray,
+                &tree,
+                &mut |b| {
+                    let unmapped = b.unmapped.expect("captured");
+                    captured.extend((0..unmapped.len()).map(|i| unmapped.is_valid(i).then(|| unmapped.value(i).to_string())));
+                    ignored += b.ignored;
+                    Ok(())
+                },
+                chunk,
+            )
+            .unwrap();
+            assert_eq!(
+                captured,
+                [Some(r#"{"new":[1, "x"],"sale.cur\u0022":"EUR"}"#.to_string()), Some(r#"{"sale":7}"#.to_string()), None, None],
+                "reads of {chunk} bytes"
+            );
+            assert_eq!(ignored, 3);
+            let parsed: serde_json::Value = serde_json::from_str(captured[0].as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(parsed["sale.cur\""], "EUR");
+        }
     }
 }

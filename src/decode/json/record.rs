@@ -3,6 +3,7 @@
 //! are appended straight to per-column buffers, so no record allocates.
 
 use super::syntax::{self, Misfit, Step, Stop, literal, peek, read_string, skip_value};
+use crate::decode::{RawBatch, Unmapped};
 use arrow::array::{ArrayRef, StringArray};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -15,6 +16,10 @@ pub struct FieldTree {
     nodes: Vec<Node>,
     /// Dotted path of each leaf, in column order.
     leaves: Vec<String>,
+    /// Per leaf: keep the value's JSON text as written (a `json` column), strings quoted.
+    raw: Vec<bool>,
+    /// What is done with the fields no leaf reads.
+    unmapped: Unmapped,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -58,12 +63,18 @@ enum Target {
 }
 
 impl FieldTree {
-    /// Builds the tree of `paths` (dotted, duplicates allowed). A path that is both a value and
-    /// an object is refused.
+    /// Builds the tree of `paths` (dotted, duplicates allowed), skipping every other field. A
+    /// path that is both a value and an object is refused.
     pub fn new<'p>(paths: impl IntoIterator<Item = &'p str>) -> Result<FieldTree, String> {
-        let mut tree = FieldTree { nodes: vec![Node::default()], leaves: Vec::new() };
-        for path in paths {
-            if tree.leaves.iter().any(|l| l == path) {
+        FieldTree::with_leaves(paths.into_iter().map(|p| (p, false)), Unmapped::Skip)
+    }
+
+    /// Builds the tree of `(path, raw)` leaves; `unmapped` says what happens to other fields.
+    pub fn with_leaves<'p>(leaves: impl IntoIterator<Item = (&'p str, bool)>, unmapped: Unmapped) -> Result<FieldTree, String> {
+        let mut tree = FieldTree { nodes: vec![Node::default()], leaves: Vec::new(), raw: Vec::new(), unmapped };
+        for (path, raw) in leaves {
+            if let Some(i) = tree.leaves.iter().position(|l| l == path) {
+                tree.raw[i] |= raw;
                 continue;
             }
             let segments: Vec<&str> = path.split('.').collect();
@@ -82,6 +93,7 @@ impl FieldTree {
                     (None, true) => {
                         tree.nodes[node].children.push((Key::new(segment.as_bytes()), Target::Leaf(tree.leaves.len())));
                         tree.leaves.push(path.to_string());
+                        tree.raw.push(raw);
                         break;
                     }
                     _ => return Err(format!("path {path:?} is both a value and an object in this mapping")),
@@ -94,6 +106,11 @@ impl FieldTree {
     /// Dotted path of each leaf, in the order of the decoded columns.
     pub fn leaves(&self) -> &[String] {
         &self.leaves
+    }
+
+    /// What is done with the fields no leaf reads.
+    pub fn unmapped(&self) -> Unmapped {
+        self.unmapped
     }
 
     /// Dotted path of an object node, for error messages.
@@ -137,6 +154,12 @@ impl TextColumn {
 pub struct TextColumns {
     schema: SchemaRef,
     columns: Vec<TextColumn>,
+    /// With [`Unmapped::Capture`]: each row's fields no leaf reads, as one JSON object.
+    captured: TextColumn,
+    /// Values no leaf reads (counted with [`Unmapped::Count`] and `Capture`), and the count
+    /// when the current row started, to roll back to.
+    ignored: u64,
+    ignored_at_row: u64,
     rows: usize,
     /// Scratch for keys that contain escapes.
     key: Vec<u8>,
@@ -145,13 +168,24 @@ pub struct TextColumns {
 impl TextColumns {
     pub fn new(tree: &FieldTree) -> TextColumns {
         let fields: Vec<Field> = tree.leaves.iter().map(|p| Field::new(p, DataType::Utf8, true)).collect();
-        let mut columns = TextColumns { schema: Arc::new(Schema::new(fields)), columns: Vec::new(), rows: 0, key: Vec::new() };
+        let mut columns = TextColumns {
+            schema: Arc::new(Schema::new(fields)),
+            columns: Vec::new(),
+            captured: TextColumn::default(),
+            ignored: 0,
+            ignored_at_row: 0,
+            rows: 0,
+            key: Vec::new(),
+        };
         columns.reset();
         columns
     }
 
     fn reset(&mut self) {
-        self.columns = (0..self.schema.fields().len()).map(|_| TextColumn { offsets: vec![0], ..TextColumn::default() }).collect();
+        let empty = || TextColumn { offsets: vec![0], ..TextColumn::default() };
+        self.columns = (0..self.schema.fields().len()).map(|_| empty()).collect();
+        self.captured = empty();
+        self.ignored = 0;
         self.rows = 0;
     }
 
@@ -161,7 +195,7 @@ impl TextColumns {
 
     /// Bytes of text held, to close a batch before its offsets could overflow.
     pub fn bytes(&self) -> usize {
-        self.columns.iter().map(|c| c.data.len()).sum()
+        self.columns.iter().map(|c| c.data.len()).sum::<usize>() + self.captured.data.len()
     }
 
     /// Reads the record (an object) at `i` into a new row. On any stop the row is rolled back.
@@ -169,13 +203,17 @@ impl TextColumns {
         if peek(buf, i)? != b'{' {
             return Err(Stop::Misfit(Misfit::NotAnObject, i));
         }
-        for column in &mut self.columns {
+        for column in self.columns.iter_mut().chain([&mut self.captured]) {
             column.row_start = column.data.len();
             column.set = false;
         }
+        self.ignored_at_row = self.ignored;
         match self.object(tree, 0, buf, i, 0) {
             Ok(end) => {
-                for column in &mut self.columns {
+                if self.captured.set {
+                    self.captured.data.push(b'}');
+                }
+                for column in self.columns.iter_mut().chain([&mut self.captured]) {
                     column.offsets.push(column.data.len() as i32);
                     column.valid.push(column.set);
                 }
@@ -183,9 +221,10 @@ impl TextColumns {
                 Ok(end)
             }
             Err(stop) => {
-                for column in &mut self.columns {
+                for column in self.columns.iter_mut().chain([&mut self.captured]) {
                     column.data.truncate(column.row_start);
                 }
+                self.ignored = self.ignored_at_row;
                 Err(stop)
             }
         }
@@ -202,11 +241,23 @@ impl TextColumns {
                 tree.child(node, &buf[key_start + 1..key_end - 1])
             };
             match target {
-                None => skip_value(buf, value, depth + 1),
-                Some(Target::Leaf(column)) => self.leaf(column, buf, value, depth + 1),
+                None => match tree.unmapped {
+                    Unmapped::Skip => skip_value(buf, value, depth + 1),
+                    Unmapped::Count => {
+                        self.ignored += 1;
+                        skip_value(buf, value, depth + 1)
+                    }
+                    Unmapped::Capture => {
+                        let key = Captured::Member { parent: tree.object_path(node), key: &buf[key_start + 1..key_end - 1] };
+                        self.capture(key, buf, value, depth + 1)
+                    }
+                },
+                Some(Target::Leaf(column)) => self.leaf(column, tree.raw[column], buf, value, depth + 1),
                 Some(Target::Object(child)) => match peek(buf, value)? {
                     b'{' => self.object(tree, child, buf, value, depth + 1),
                     b'n' => literal(buf, value, b"null"),
+                    // The value cannot reach the columns under it: it is kept whole instead.
+                    _ if tree.unmapped == Unmapped::Capture => self.capture(Captured::Path(tree.object_path(child)), buf, value, depth + 1),
                     _ => Err(Stop::Misfit(Misfit::NotAnObjectAt(child), value)),
                 },
             }
@@ -214,11 +265,11 @@ impl TextColumns {
     }
 
     /// A wanted value: strings unescaped, numbers and booleans as written, objects and arrays
-    /// as their JSON text, null as null.
-    fn leaf(&mut self, column: usize, buf: &[u8], i: usize, depth: usize) -> Step {
+    /// as their JSON text, null as null. `raw`: strings too as written (quoted, escaped).
+    fn leaf(&mut self, column: usize, raw: bool, buf: &[u8], i: usize, depth: usize) -> Step {
         let column = &mut self.columns[column];
         match peek(buf, i)? {
-            b'"' => read_string(buf, i, column.start_value()),
+            b'"' if !raw => read_string(buf, i, column.start_value()),
             b'n' => {
                 column.set_null();
                 literal(buf, i, b"null")
@@ -231,25 +282,74 @@ impl TextColumns {
         }
     }
 
-    /// The rows so far as a record batch (one Utf8 column per leaf, named by its path); starts
-    /// over empty.
-    pub fn take_batch(&mut self) -> Result<RecordBatch, String> {
+    /// Adds the value at `i` to the row's captured object under its dotted path, as written.
+    fn capture(&mut self, name: Captured<'_>, buf: &[u8], i: usize, depth: usize) -> Step {
+        let end = skip_value(buf, i, depth)?;
+        self.ignored += 1;
+        let out = &mut self.captured;
+        if out.set {
+            out.data.push(b',');
+        } else {
+            out.set = true;
+            out.data.push(b'{');
+        }
+        out.data.push(b'"');
+        match name {
+            Captured::Member { parent, key } => {
+                if !parent.is_empty() {
+                    escape_into(parent, &mut out.data);
+                    out.data.push(b'.');
+                }
+                // A key's text between its quotes is already valid inside a JSON string.
+                out.data.extend_from_slice(key);
+            }
+            Captured::Path(path) => escape_into(path, &mut out.data),
+        }
+        out.data.extend_from_slice(b"\":");
+        out.data.extend_from_slice(&buf[i..end]);
+        Ok(end)
+    }
+
+    /// The rows so far (one Utf8 column per leaf, named by its path, and what was not read);
+    /// starts over empty.
+    pub fn take_batch(&mut self, unmapped: Unmapped) -> Result<RawBatch, String> {
         let columns = std::mem::take(&mut self.columns);
+        let captured = std::mem::take(&mut self.captured);
+        let ignored = self.ignored;
         let schema = self.schema.clone();
         self.reset();
         let arrays = columns
             .into_iter()
             .zip(schema.fields())
-            .map(|(c, field)| {
-                let offsets = OffsetBuffer::new(c.offsets.into());
-                let nulls = NullBuffer::from(c.valid);
-                StringArray::try_new(offsets, c.data.into(), Some(nulls))
-                    .map(|a| Arc::new(a) as ArrayRef)
-                    .map_err(|e| format!("field {:?}: {e}", field.name()))
-            })
+            .map(|(c, field)| c.finish().map(|a| Arc::new(a) as ArrayRef).map_err(|e| format!("field {:?}: {e}", field.name())))
             .collect::<Result<Vec<_>, _>>()?;
-        RecordBatch::try_new(schema, arrays).map_err(|e| e.to_string())
+        let text = RecordBatch::try_new(schema, arrays).map_err(|e| e.to_string())?;
+        let unmapped = match unmapped {
+            Unmapped::Capture => Some(captured.finish().map_err(|e| format!("unmapped fields: {e}"))?),
+            Unmapped::Skip | Unmapped::Count => None,
+        };
+        Ok(RawBatch { text, unmapped, ignored, text_values: false })
     }
+}
+
+impl TextColumn {
+    fn finish(self) -> Result<StringArray, arrow::error::ArrowError> {
+        StringArray::try_new(OffsetBuffer::new(self.offsets.into()), self.data.into(), Some(NullBuffer::from(self.valid)))
+    }
+}
+
+/// The name a captured value is kept under.
+enum Captured<'a> {
+    /// Member `key` (as written between its quotes) of the object at dotted path `parent`.
+    Member { parent: &'a str, key: &'a [u8] },
+    /// A value at a path the mapping reads as an object.
+    Path(&'a str),
+}
+
+/// `text` escaped for the inside of a JSON string.
+fn escape_into(text: &str, out: &mut Vec<u8>) {
+    let quoted = serde_json::to_string(text).unwrap_or_default();
+    out.extend_from_slice(quoted.as_bytes().get(1..quoted.len().saturating_sub(1)).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -264,7 +364,7 @@ mod tests {
             let end = text.record(&tree, record.as_bytes(), 0).map_err(|e| format!("{e:?}"))?;
             assert_eq!(record[end..].trim(), "", "{record}");
         }
-        let batch = text.take_batch()?;
+        let batch = text.take_batch(Unmapped::Skip)?.text;
         Ok(batch
             .columns()
             .iter()
@@ -307,7 +407,7 @@ mod tests {
         text.record(&tree, br#"{"a": "1"}"#, 0).unwrap();
         assert!(text.record(&tree, br#"{"a": "2", "b": tru"#, 0).is_err());
         text.record(&tree, br#"{"a": "3"}"#, 0).unwrap();
-        let batch = text.take_batch().unwrap();
+        let batch = text.take_batch(Unmapped::Skip).unwrap().text;
         let a = batch.column(0).as_string::<i32>();
         assert_eq!((a.len(), a.value(0), a.value(1)), (2, "1", "3"));
     }

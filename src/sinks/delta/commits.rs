@@ -2,7 +2,7 @@
 
 use super::MANIFEST_KEY;
 use crate::druid::LakeCommit;
-use crate::sinks::{BatchManifest, SinkError};
+use crate::sinks::{BatchManifest, SchemaChange, SinkError};
 use deltalake::DeltaTable;
 use deltalake::kernel::Action;
 
@@ -50,6 +50,51 @@ pub(super) async fn lake_commit(
     }
 }
 
+/// Every version that changed the table's columns, read from the log entries still present.
+pub(super) async fn schema_history(sink: &str, table: &DeltaTable) -> Result<Vec<SchemaChange>, SinkError> {
+    let err = |e: deltalake::DeltaTableError| SinkError::storage(sink, e);
+    let snapshot = table.snapshot().map_err(err)?;
+    let log_store = table.log_store();
+    let mut changes = Vec::new();
+    let mut columns: Vec<String> = Vec::new();
+    for version in 0..=snapshot.version() {
+        let Some(bytes) = log_store.read_commit_entry(version).await.map_err(err)? else { continue };
+        let actions = deltalake::logstore::get_actions(version, &bytes).map_err(err)?;
+        let mut now = None;
+        let (mut timestamp_ms, mut manifest) = (None, None);
+        for action in &actions {
+            match action {
+                Action::Metadata(metadata) => {
+                    let schema = metadata.parse_schema().map_err(|e| SinkError::storage(sink, e))?;
+                    now = Some(schema.fields().map(|f| f.name().clone()).collect::<Vec<_>>());
+                }
+                Action::CommitInfo(info) => {
+                    timestamp_ms = info.timestamp;
+                    manifest = info.info.get(MANIFEST_KEY).and_then(|m| serde_json::from_value::<BatchManifest>(m.clone()).ok());
+                }
+                _ => {}
+            }
+        }
+        let Some(now) = now else { continue };
+        let added: Vec<String> = now.iter().filter(|c| !columns.contains(c)).cloned().collect();
+        columns = now;
+        if added.is_empty() {
+            continue;
+        }
+        let files = match &manifest {
+            Some(m) if !m.columns_added.is_empty() => {
+                let mut files: Vec<String> = m.columns_added.iter().map(|a| a.file.clone()).collect();
+                files.dedup();
+                files
+            }
+            Some(m) => m.files.first().map(|f| vec![f.name.clone()]).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        changes.push(SchemaChange { version: version as i64, timestamp_ms, columns: added, files });
+    }
+    Ok(changes)
+}
+
 /// The table's root: an absolute folder for a local table, its URL otherwise.
 fn root(table: &DeltaTable) -> String {
     let url = table.table_url();
@@ -84,9 +129,16 @@ mod tests {
             for (seq, zips) in [(1, vec!["a b", "c"]), (2, vec!["é/x"])] {
                 let n = Int64Array::from((0..zips.len() as i64).collect::<Vec<_>>());
                 let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(zips)), Arc::new(n)]).unwrap();
-                let mut writer = sink.begin().await.unwrap();
+                let mut writer = sink.begin(schema.clone()).await.unwrap();
                 writer.write(&batch).await.unwrap();
-                let manifest = BatchManifest { instance: "h".into(), source: "s".into(), seq, ingested_at_us: None, files: vec![] };
+                let manifest = BatchManifest {
+                    instance: "h".into(),
+                    source: "s".into(),
+                    seq,
+                    ingested_at_us: None,
+                    files: vec![],
+                    columns_added: vec![],
+                };
                 writer.commit(&manifest).await.unwrap();
             }
             let first = sink.lake_commit(1).await.unwrap().unwrap();
