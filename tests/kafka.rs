@@ -355,3 +355,27 @@ fn delivery_failures_are_retried_counted_and_then_recovered() {
     t.verify(&|ws| read_delta(&ws.path("lake/attom")));
     check_topic_matches_lake(&t, &brokers, &hashes);
 }
+
+/// Schema evolution reaches Kafka: messages of the batch that added a column carry it.
+#[test]
+fn messages_carry_the_columns_schema_evolution_adds() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(&dir.path().join("tansu.log"));
+    let topic = "evolving";
+    let ws = Workspace::with_config(&format!(
+        "instance = \"test\"\n[http]\nlisten = \"\"\n[sources.s]\npath = \"drop\"\nmin_age = \"0s\"\nsinks = [\"lake\", \"events\"]\n\
+         [sinks.lake]\nkind = \"delta\"\nuri = \"lake\"\n\
+         [sinks.events]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic = \"{topic}\"\nexactly_once = \"reconciling\"\ndelivery_timeout = \"20s\"\n",
+        broker.brokers
+    ));
+    ws.drop_file("g1.json", br#"[{"a":1}]"#);
+    assert_eq!(ws.once()["totals"]["rows"], 1);
+    ws.drop_file("g2.json", br#"[{"a":2,"b":"x","c":{"d":1.5}}]"#);
+    assert_eq!(ws.once()["totals"]["rows"], 1);
+    let messages = read_topic(&broker.brokers, topic);
+    assert_eq!(messages.len(), 2);
+    let second = messages.iter().find(|m| m.value["a"] == 2).expect("the second row");
+    assert_eq!((second.value["b"].as_str(), second.value["c_d"].as_f64()), (Some("x"), Some(1.5)), "{:?}", second.value);
+    let first = messages.iter().find(|m| m.value["a"] == 1).expect("the first row");
+    assert!(first.value.get("b").is_none(), "published before the column existed: {:?}", first.value);
+}

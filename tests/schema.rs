@@ -211,6 +211,14 @@ fn a_parquet_dataset_carries_new_columns_in_later_files() {
     assert_eq!(rows.len(), 3);
     assert!(rows.contains(&row(&[Some("n"), Some("3"), None, Some("1.5")])), "{rows:?}");
     assert!(rows.contains(&row(&[Some("s"), Some("2"), Some("x"), None])), "{rows:?}");
+    // The newest manifest holds the columns: with the state folder gone they map as before.
+    std::fs::remove_dir_all(ws.path("state")).unwrap();
+    ws.drop_file("g4.json", br#"[{"region":"s","a":4,"b":"y","c":{"d":2.5}}]"#);
+    assert_eq!(ws.once()["totals"]["rows"], 1);
+    let names: Vec<String> =
+        schema_json(&ws)["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["region", "a", "_source_file", "_ingested_at", "_rescued_data", "b", "c_d"]);
+    assert!(rows_seen(&ws.path("dataset"), true, &["a", "c_d"]).contains(&row(&[Some("4"), Some("2.5")])));
 }
 
 #[test]

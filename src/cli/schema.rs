@@ -10,17 +10,26 @@ use anyhow::{Context, Result, bail};
 /// The columns a source maps: configured, or its table's; `None` before its first commit.
 pub(super) async fn source_mapping(config: &Config, name: &str) -> Result<Option<(Mapping, String)>> {
     let source = config.sources.get(name).with_context(|| format!("no source named {name:?}"))?;
-    if let Some(mapping) = crate::source::configured_mapping(name, source)? {
-        return Ok(Some((mapping, "the config".into())));
+    let configured = crate::source::configured_mapping(name, source)?;
+    let adds_columns = source.schema.evolution(source.columns.is_empty()) == crate::config::Evolution::AddColumns;
+    if let Some(mapping) = &configured
+        && !adds_columns
+    {
+        return Ok(Some((mapping.clone(), "the config".into())));
     }
     for sink in sinks(config, name)? {
         if let Some(schema) = sink.table_schema().await? {
-            let mapping = Mapping::from_schema(&schema, crate::map::MappingOptions::of(source))
-                .map_err(|e| anyhow::anyhow!("sink {}: {e}", sink.name()))?;
-            return Ok(Some((mapping, format!("the table of sink {}", sink.name()))));
+            let from = format!("the table of sink {}", sink.name());
+            let mapping = match &configured {
+                // The configured columns, and those evolution added to the table.
+                Some(mapping) => mapping.with_table_columns(&schema),
+                None => Mapping::from_schema(&schema, crate::map::MappingOptions::of(source)),
+            }
+            .map_err(|e| anyhow::anyhow!("sink {}: {e}", sink.name()))?;
+            return Ok(Some((mapping, from)));
         }
     }
-    Ok(None)
+    Ok(configured.map(|m| (m, "the config".into())))
 }
 
 fn sinks(config: &Config, name: &str) -> Result<Vec<Box<dyn Sink>>> {

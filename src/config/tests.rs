@@ -301,3 +301,25 @@ fn the_documented_configs_parse() {
     }
     assert!(blocks >= 4, "{blocks} toml blocks");
 }
+
+#[test]
+fn schema_keys_default_by_whether_columns_are_inferred_and_problems_name_the_key() {
+    let inferred = parse(MINIMAL).unwrap();
+    let schema = &inferred.sources["a"].schema;
+    assert_eq!((schema.evolution(true), schema.rescued_column(true).as_deref()), (Evolution::AddColumns, Some("_rescued_data")));
+    assert_eq!((schema.evolution(false), schema.rescued_column(false)), (Evolution::None, None));
+
+    let with = |keys: &str| MINIMAL.replace("sinks = [\"lake\"]", &format!("sinks = [\"lake\"]\n[sources.a.schema]\n{keys}"));
+    let hinted = parse(&with("hints = { price = \"decimal(12,2)\" }\nevolution = \"rescue\"")).unwrap();
+    assert_eq!(hinted.sources["a"].schema.hints["price"], ColumnType::Decimal { precision: 12, scale: 2 });
+    for (keys, named) in [
+        ("evolution = \"rescue\"\nrescued_column = \"\"", "sources.a.schema.rescued_column"),
+        ("rescued_column = \"_source_file\"", "sources.a.schema.rescued_column"),
+        ("evolutionn = \"fail\"", "evolutionn"),
+        ("evolution = \"grow\"", "grow"),
+        ("hints = { price = \"money\" }", "money"),
+    ] {
+        let err = parse(&with(keys)).unwrap_err().to_string();
+        assert!(err.contains(named), "{keys}: {err}");
+    }
+}

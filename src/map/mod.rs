@@ -341,6 +341,27 @@ impl Mapping {
         FieldTree::new(paths).map(drop).map_err(|_| format!("the table reads {path:?} as an object"))
     }
 
+    /// This mapping with the table's columns it lacks added at the end, as the table's schema
+    /// says (columns schema evolution added before); columns without ingestd's path metadata
+    /// are left to nulls.
+    pub fn with_table_columns(&self, schema: &Schema) -> Result<Mapping, MapError> {
+        let mut columns = self.columns.clone();
+        let mut slots = self.slots.clone();
+        for field in schema.fields() {
+            if self.schema.field_with_name(field.name()).is_ok() {
+                continue;
+            }
+            let Some(path) = field.metadata().get(PATH_METADATA) else { continue };
+            let kind = column_type(field).map_err(MapError::Invalid)?;
+            columns.push(MappedColumn {
+                name: field.name().clone(),
+                spec: ColumnConfig { path: path.clone(), kind, format: None, null_if: Vec::new() },
+            });
+            slots.push(Slot::Column(columns.len() - 1));
+        }
+        Mapping::build(columns, slots, self.options.clone())
+    }
+
     /// This mapping with the discovered fields added as columns at the end of the table, each
     /// typed by its hint or by inference; returns it and the names of the new columns.
     pub fn evolve(&self, discovered: &Discovered) -> Result<(Mapping, Vec<String>), MapError> {

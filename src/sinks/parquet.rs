@@ -8,8 +8,10 @@
 //! `path = "s3://bucket/prefix"` keeps the dataset in a bucket instead: see `parquet/s3.rs`.
 
 use super::{BatchManifest, Sink, SinkError, SinkWriter};
+use crate::config::ColumnType;
 use crate::config::{ParquetCompression, ParquetSinkConfig};
-use arrow::datatypes::{Schema, SchemaRef};
+use crate::map::{PATH_METADATA, TYPE_METADATA, arrow_type};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use parquet::arrow::ArrowWriter;
@@ -29,6 +31,55 @@ struct CommitRecord {
     batch: BatchManifest,
     /// Data files relative to the dataset folder.
     files: Vec<String>,
+    /// The batch's columns: a dataset's files differ once columns are added, and the newest
+    /// record says the columns the source maps (absent in records of ingestd < 0.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    columns: Vec<RecordedColumn>,
+}
+
+/// One column of a batch, as the mapping gave it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RecordedColumn {
+    name: String,
+    /// The ingestd type (`int64`, `decimal(12,2)`, `json`...).
+    #[serde(rename = "type")]
+    kind: String,
+    /// The input path it reads; absent for metadata and rescued columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+}
+
+impl RecordedColumn {
+    fn of(schema: &Schema) -> Vec<RecordedColumn> {
+        schema
+            .fields()
+            .iter()
+            .map(|f| RecordedColumn {
+                name: f.name().clone(),
+                kind: f.metadata().get(TYPE_METADATA).cloned().unwrap_or_else(|| match f.data_type() {
+                    arrow::datatypes::DataType::Timestamp(_, _) => "timestamp".into(),
+                    _ => "string".into(),
+                }),
+                path: f.metadata().get(PATH_METADATA).cloned(),
+            })
+            .collect()
+    }
+
+    /// The columns as an Arrow schema with ingestd's field metadata.
+    fn schema(columns: &[RecordedColumn]) -> Result<SchemaRef, String> {
+        let mut fields = Vec::new();
+        for c in columns {
+            let kind: ColumnType = c.kind.parse()?;
+            let mut field = Field::new(&c.name, arrow_type(kind), true);
+            if let Some(path) = &c.path {
+                field = field.with_metadata(
+                    [(PATH_METADATA.to_string(), path.clone()), (TYPE_METADATA.to_string(), c.kind.clone())].into_iter().collect(),
+                );
+            }
+            fields.push(field);
+        }
+        Ok(Arc::new(Schema::new(fields)))
+    }
 }
 
 /// A Parquet dataset (local folder or bucket prefix) written by one (instance, source).
@@ -181,6 +232,20 @@ impl Sink for ParquetSink {
         Ok(())
     }
 
+    async fn table_schema(&self) -> Result<Option<SchemaRef>, SinkError> {
+        let records = match self.bucket()? {
+            Some(dataset) => {
+                let Some(last) = dataset.recover().await? else { return Ok(None) };
+                dataset.record(last).await?.into_iter().collect()
+            }
+            None => self.records()?,
+        };
+        match records.last() {
+            Some(record) if !record.columns.is_empty() => RecordedColumn::schema(&record.columns).map(Some).map_err(|e| self.err(e)),
+            _ => Ok(None),
+        }
+    }
+
     async fn recover(&self) -> Result<Option<i64>, SinkError> {
         if let Some(dataset) = self.bucket()? {
             return dataset.recover().await;
@@ -255,6 +320,7 @@ impl ParquetSink {
             partition_by: self.config.partition_by.clone(),
             partition_idx,
             file_schema: Arc::new(Schema::new(file_fields)),
+            schema,
             open: BTreeMap::new(),
         })
     }
@@ -269,6 +335,8 @@ struct ParquetBatchWriter {
     partition_by: Vec<String>,
     partition_idx: Vec<usize>,
     file_schema: SchemaRef,
+    /// The batch's schema, partition columns included.
+    schema: SchemaRef,
     /// Open temporary files by partition folder ("" when unpartitioned).
     open: BTreeMap<String, (ArrowWriter<File>, PathBuf)>,
 }
@@ -320,7 +388,7 @@ impl SinkWriter for ParquetBatchWriter {
         let files: Vec<String> =
             moves.iter().map(|(_, f)| f.strip_prefix(&self.root).unwrap_or(f).to_string_lossy().into_owned()).collect();
         crate::fault_point!("after_data_files");
-        let record = CommitRecord { batch: manifest.clone(), files: files.clone() };
+        let record = CommitRecord { batch: manifest.clone(), files: files.clone(), columns: RecordedColumn::of(&self.schema) };
         let manifest_path = self.manifest_dir.join(format!("{:020}.json", manifest.seq));
         let manifest_temp = manifest_path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(&record).map_err(|e| self.err(e))?;

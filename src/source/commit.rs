@@ -62,7 +62,7 @@ impl Source {
                 Err(e) => {
                     // Recovery, before the next batch, settles what the error left in flight.
                     self.needs_recovery = true;
-                    self.forget_unconfigured_mapping();
+                    self.forget_table_mapping();
                     match self.not_in_ledger(&taken).await {
                         Ok(still_new) => self.batcher.put_back(still_new),
                         // Unknown whether the ledger took them: admission asks again later.

@@ -4,7 +4,7 @@
 
 use super::Source;
 use crate::admit::AdmittedFile;
-use crate::config::{ColumnConfig, Config, SourceConfig};
+use crate::config::{ColumnConfig, Config, Evolution, SourceConfig};
 use crate::decode::DecodeError;
 use crate::error::Error;
 use crate::events::{self, ColumnsAdded, ColumnsInferred};
@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 /// The mapping of a source, once known.
 pub(super) struct Columns {
     mapping: Option<Mapping>,
+    /// The table's schema is part of the mapping: the columns are inferred, or evolution adds
+    /// columns to the configured ones (then the table's added columns are mapped too).
+    reads_table: bool,
     /// Where ingestd before 0.3 kept inferred columns: read only to map a table it made, whose
     /// schema does not name the paths its columns read.
     legacy_path: PathBuf,
@@ -23,11 +26,12 @@ pub(super) struct Columns {
 
 impl Columns {
     pub(super) fn load(config: &Config, name: &str, source: &SourceConfig) -> Result<Columns, Error> {
-        let mapping = match source.columns.is_empty() {
+        let reads_table = source.columns.is_empty() || source.schema.evolution(false) == Evolution::AddColumns;
+        let mapping = match reads_table {
             true => None,
             false => Some(build_mapping(name, source, &source.columns)?),
         };
-        Ok(Columns { mapping, legacy_path: legacy_path(config, name) })
+        Ok(Columns { mapping, reads_table, legacy_path: legacy_path(config, name) })
     }
 }
 
@@ -39,6 +43,11 @@ impl Source {
             return Ok(Ok(mapping.clone()));
         }
         if let Some(mapping) = self.table_mapping().await? {
+            self.columns.mapping = Some(mapping.clone());
+            return Ok(Ok(mapping));
+        }
+        if !self.config.columns.is_empty() {
+            let mapping = build_mapping(&self.name, &self.config, &self.config.columns)?;
             self.columns.mapping = Some(mapping.clone());
             return Ok(Ok(mapping));
         }
@@ -67,11 +76,18 @@ impl Source {
         Ok(Ok(mapping))
     }
 
-    /// The mapping the first sink with a table says, if one has a table yet.
+    /// The mapping the first sink with a table says, if one has a table yet: its columns, or the
+    /// configured ones and the columns evolution added to the table.
     async fn table_mapping(&self) -> Result<Option<Mapping>, Error> {
         for sink in &self.sinks {
             let Some(schema) = sink.table_schema().await? else { continue };
             let options = MappingOptions::of(&self.config);
+            if !self.config.columns.is_empty() {
+                let mapping = build_mapping(&self.name, &self.config, &self.config.columns)?
+                    .with_table_columns(&schema)
+                    .map_err(|e| Error::Mapping { name: self.name.clone(), detail: format!("sink {}: {e}", sink.name()) })?;
+                return Ok(Some(mapping));
+            }
             let mapped_by_us = schema.fields().iter().any(|f| f.metadata().contains_key(PATH_METADATA));
             let legacy = match mapped_by_us {
                 true => None,
@@ -95,7 +111,7 @@ impl Source {
     /// added as columns, which this and every later batch map and the next commit of each sink
     /// adds to its table.
     pub(super) async fn add_columns(&mut self, mapping: &Mapping, discovered: &Discovered, file: &str) -> Result<Mapping, Error> {
-        if self.config.columns.is_empty()
+        if self.columns.reads_table
             && let Some(table) = self.table_mapping().await?
             && table.column_names().any(|name| mapping.column_names().all(|ours| ours != name))
         {
@@ -109,11 +125,10 @@ impl Source {
         Ok(evolved)
     }
 
-    /// Forgets the mapping of a source whose columns are not configured, so that the next
-    /// batch reads it from the table again (after a failed batch: another writer may have
-    /// changed the table).
-    pub(super) fn forget_unconfigured_mapping(&mut self) {
-        if self.config.columns.is_empty() {
+    /// Forgets a mapping that reads the table's schema, so that the next batch reads it again
+    /// (after a failed batch: another writer may have changed the table).
+    pub(super) fn forget_table_mapping(&mut self) {
+        if self.columns.reads_table {
             self.columns.mapping = None;
         }
     }

@@ -6,7 +6,7 @@
 //! manifest is finished by `recover` (the copies are redone); a crash before it leaves only
 //! staged objects, which `recover` deletes.
 
-use super::{CommitRecord, MANIFEST_DIR, ParquetBatchWriter};
+use super::{CommitRecord, MANIFEST_DIR, ParquetBatchWriter, RecordedColumn};
 use crate::config::{ParquetSinkConfig, parse_s3_url};
 use crate::discover::s3::build_store;
 use crate::sinks::{BatchManifest, SinkError, SinkWriter};
@@ -246,7 +246,7 @@ impl SinkWriter for S3BatchWriter {
             staged.push(key);
         }
         crate::fault_point!("after_data_files");
-        let record = CommitRecord { batch: manifest.clone(), files };
+        let record = CommitRecord { batch: manifest.clone(), files, columns: RecordedColumn::of(&self.inner.schema) };
         dataset.put_manifest(&record).await?;
         // Committed. Make the files visible; a crash here is finished by `recover` at restart.
         crate::fault_point!("between_parquet_temp_and_rename");
