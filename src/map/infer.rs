@@ -77,7 +77,7 @@ pub fn column_name(path: &str) -> String {
 pub fn unique_name(base: &str, taken: &[String]) -> String {
     let mut name = base.to_string();
     let mut n = 2;
-    while taken.iter().any(|t| *t == name) {
+    while taken.contains(&name) {
         name = format!("{base}_{n}");
         n += 1;
     }
