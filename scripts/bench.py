@@ -2,9 +2,9 @@
 
 W1 bulk: the ATTOM pull (322 JSON-array files) -> nine typed columns, ingestd (Delta table,
      exactly-once bookkeeping included) against DuckDB, Polars and Dask (Parquet file).
-W1s schema: W1 as shipped, with the rescued column on (nothing to rescue), and on evolving
-    files (a tenth add a field, a hundredth of the prices do not convert) under
-    evolution = "add_columns", alternating, medians of three (`--only w1s`).
+W1s schema: W1 as shipped, with the rescued column on (nothing to rescue), with inferred
+    columns, and inferred on evolving files (a tenth add a field, a hundredth of the prices do not
+    convert), alternating, medians of three (`--only w1s`).
 W2 latency: files of 3,000 records renamed into the folder of a running `ingestd run` at
      10 per second; latency = rename -> the commit naming the file is in the Delta log.
 W3 huge file: one 5 GB CSV and one 5 GB NDJSON file, ingestd and DuckDB.
@@ -217,7 +217,6 @@ def w1(args, scale, base):
 
 
 SCHEMA_RESCUED = '\n[sources.attom.schema]\nrescued_column = "_rescued_data"\n'
-SCHEMA_EVOLVING = '\n[sources.attom.schema]\nevolution = "add_columns"\nrescued_column = "_rescued_data"\n'
 
 
 def add_schema_keys(config, keys):
@@ -226,55 +225,78 @@ def add_schema_keys(config, keys):
     config.write_text(text.replace("[sources.attom.columns]", keys.strip() + "\n\n[sources.attom.columns]", 1))
 
 
+def drop_columns(config):
+    """The config without its [sources.attom.columns] table: the columns are inferred."""
+    out, skipping = [], False
+    for line in config.read_text().splitlines():
+        if line.startswith("["):
+            skipping = line.strip() == "[sources.attom.columns]"
+        if not skipping:
+            out.append(line)
+    config.write_text("\n".join(out) + "\n")
+
+
 def evolve_files(files):
-    """A tenth of the files gain a field (a new one per such file); one sale price in a hundred
-    is text that does not convert. Returns the number of mismatched values."""
+    """A tenth of the files gain a field (a new one per such file); in every file after the
+    first (beyond the inference sample), one sale price in a hundred is text that does not
+    convert. Returns the number of such values."""
     mismatched = 0
     for i, path in enumerate(files):
         records = json.loads(Path(path).read_text())
         for j, record in enumerate(records):
             if i % 10 == 0:
-                record[f"pull_{i}"] = {"batch": i, "note": "added"}
-            if j % 100 == 0 and record.get("sale", {}).get("amount", {}).get("saleamt") is not None:
-                record["sale"]["amount"]["saleamt"] = "n/a"
+                record[f"pull_{i}"] = i
+            amount = record.get("sale", {}).get("amount", {})
+            if i > 0 and j % 100 == 50 and amount.get("saleamt") is not None:
+                amount["saleamt"] = "n/a"
                 mismatched += 1
         Path(path).write_text(json.dumps(records))
     return mismatched
 
 
 def w1s(args, scale, base):
-    """W1 three ways, alternating, medians of three: as shipped; with the rescued column on and
-    nothing to rescue; and with evolving files (a tenth add a field, a hundredth of the prices
-    do not convert) under evolution = "add_columns" with the rescued column."""
+    """W1 four ways, alternating, medians of three: the shipped config (nine columns); the same
+    with the rescued column on and nothing to rescue; columns inferred (every field a column);
+    and inferred on evolving files (a tenth add a field, a hundredth of the prices after the
+    first file do not convert and are rescued)."""
     work = base / "w1s"
     plain, evolving = work / "plain", work / "evolving"
     totals = sample(args, plain, "--files", scale["w1_files"], "--rows", scale["w1_rows"])
     shutil.copytree(plain, evolving)
     mismatched = evolve_files(sorted(glob.glob(str(evolving / "*"))))
     rows = totals["rows"]
-    variants = [("as shipped", plain, ""), ("rescued column on", plain, SCHEMA_RESCUED), ("evolving files", evolving, SCHEMA_EVOLVING)]
-    timings = {name: [] for name, _, _ in variants}
+    variants = [
+        ("shipped config", plain, "", False, 0),
+        ("+ rescued column", plain, SCHEMA_RESCUED, False, 0),
+        ("inferred columns", plain, "", True, 0),
+        ("inferred, evolving", evolving, "", True, mismatched),
+    ]
+    timings = {name: [] for name, *_ in variants}
+    columns = {}
     for _ in range(3):
-        for name, files_dir, keys in variants:
+        for name, files_dir, keys, inferred, rescued in variants:
             run_dir = work / "run"
             shutil.rmtree(run_dir, ignore_errors=True)
             run_dir.mkdir()
             write_config(run_dir, files_dir, settled=True)
             if keys:
                 add_schema_keys(run_dir / "config.toml", keys)
+            if inferred:
+                drop_columns(run_dir / "config.toml")
             warm(glob.glob(str(files_dir / "*")))
             seconds, rss, summary = ingestd_once(args, run_dir)
             assert summary["totals"]["rows"] == rows, (name, summary)
-            if files_dir == evolving:
-                assert summary["totals"]["rescued_values"] == mismatched, (summary, mismatched)
+            assert summary["totals"]["rescued_values"] == rescued, (name, summary, rescued)
             timings[name].append((seconds, rss))
+            _, _, text = run_measured([args.ingestd, "schema", "--json"], cwd=run_dir)
+            columns[name] = len(json.loads(text)["columns"])
     mb = size_of(glob.glob(str(plain / "*"))) / 1e6
-    print(f"\n== W1 schema variants: {rows:,} rows, {mb:,.0f} MB; evolving: {scale['w1_files'] // 10 + 1} new fields, {mismatched:,} values rescued")
-    print(f"{'variant':<22}{'median s':>10}{'runs s':>26}{'peak RSS MiB':>14}{'vs shipped':>12}")
-    base_median = statistics.median(t for t, _ in timings["as shipped"])
+    print(f"\n== W1 schema variants: {rows:,} rows, {mb:,.0f} MB; evolving: {len(glob.glob(str(evolving / '*'))) // 10 + 1} files add a field, {mismatched:,} values rescued")
+    print(f"{'variant':<22}{'columns':>8}{'median s':>10}{'runs s':>20}{'peak RSS MiB':>14}{'vs shipped':>12}")
+    base_median = statistics.median(t for t, _ in timings["shipped config"])
     for name, runs in timings.items():
         median = statistics.median(t for t, _ in runs)
-        print(f"{name:<22}{median:>10.2f}{' '.join(f'{t:.2f}' for t, _ in runs):>26}{max(r for _, r in runs):>14.0f}{median / base_median:>11.2f}x")
+        print(f"{name:<22}{columns[name]:>8}{median:>10.2f}{' '.join(f'{t:.2f}' for t, _ in runs):>20}{max(r for _, r in runs):>14.0f}{median / base_median:>11.2f}x")
     shutil.rmtree(work)
 
 

@@ -132,18 +132,18 @@ impl Event for ColumnsInferred<'_> {
     }
 }
 
-/// Fields a table lacks became columns (`schema.evolution = "add_columns"`); they are added in
-/// the commit of the batch that brought them.
+/// A field the table lacks became a column (`schema.evolution = "add_columns"`); it is added in
+/// the commit of the batch that brought it.
 pub struct ColumnsAdded<'a> {
     pub source: &'a str,
-    /// The file whose fields they are.
+    /// The file the field was first seen in.
     pub file: &'a str,
-    pub columns: &'a [String],
+    pub column: &'a str,
 }
 
 impl Event for ColumnsAdded<'_> {
     fn emit(self) {
-        info!(source = %self.source, file = %self.file, columns = ?self.columns, "new fields become columns");
-        crate::metrics::METRICS.columns_added.with_label_values(&[self.source]).inc_by(self.columns.len() as u64);
+        info!(source = %self.source, file = %self.file, column = %self.column, "new field becomes a column");
+        crate::metrics::METRICS.columns_added.with_label_values(&[self.source]).inc();
     }
 }

@@ -107,6 +107,8 @@ pub struct Mapping {
     slots: Vec<Slot>,
     schema: SchemaRef,
     options: Arc<MappingOptions>,
+    /// Paths the columns read as objects (`a` for `a.b`): a field there cannot be a column.
+    objects: Arc<std::collections::HashSet<String>>,
 }
 
 /// One mapped record batch and what was lost or found on the way.
@@ -188,7 +190,11 @@ impl Mapping {
                 Slot::Rescued => Field::new(options.rescued.as_deref().unwrap_or_default(), DataType::Utf8, true),
             })
             .collect();
-        let mapping = Mapping { columns, slots, schema: Arc::new(Schema::new(fields)), options };
+        let objects = columns
+            .iter()
+            .flat_map(|c| c.spec.path.match_indices('.').map(|(i, _)| c.spec.path[..i].to_string()).collect::<Vec<_>>())
+            .collect();
+        let mapping = Mapping { columns, slots, schema: Arc::new(Schema::new(fields)), options, objects: Arc::new(objects) };
         mapping.json_fields()?;
         for (i, a) in mapping.columns.iter().enumerate() {
             if let Some(b) = mapping.columns[..i]
@@ -337,8 +343,10 @@ impl Mapping {
 
     /// Whether `path` can become a column beside the existing ones.
     fn placeable(&self, path: &str) -> Result<(), String> {
-        let paths = self.columns.iter().map(|c| c.spec.path.as_str()).chain([path]);
-        FieldTree::new(paths).map(drop).map_err(|_| format!("the table reads {path:?} as an object"))
+        match self.objects.contains(path) {
+            true => Err(format!("the table reads {path:?} as an object")),
+            false => Ok(()),
+        }
     }
 
     /// This mapping with the table's columns it lacks added at the end, as the table's schema
@@ -363,8 +371,8 @@ impl Mapping {
     }
 
     /// This mapping with the discovered fields added as columns at the end of the table, each
-    /// typed by its hint or by inference; returns it and the names of the new columns.
-    pub fn evolve(&self, discovered: &Discovered) -> Result<(Mapping, Vec<String>), MapError> {
+    /// typed by its hint or by inference; returns it and the new columns with their paths.
+    pub fn evolve(&self, discovered: &Discovered) -> Result<(Mapping, Vec<(String, String)>), MapError> {
         let mut columns = self.columns.clone();
         let mut slots = self.slots.clone();
         let mut taken: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -373,7 +381,7 @@ impl Mapping {
             let name = infer::unique_name(&infer::column_name(path), &taken);
             let kind = self.options.hints.get(&name).copied().unwrap_or(kind);
             taken.push(name.clone());
-            added.push(name.clone());
+            added.push((name.clone(), path.to_string()));
             columns.push(MappedColumn { name, spec: ColumnConfig { path: path.to_string(), kind, format: None, null_if: Vec::new() } });
             slots.push(Slot::Column(columns.len() - 1));
         }

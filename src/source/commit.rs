@@ -139,9 +139,9 @@ impl Source {
     }
 
     /// Decodes and maps `files` into new writers of the sinks at `targets`. Returns the writers
-    /// and each file's rows, or the index of the first file that failed and why. A file with
-    /// fields the table lacks (`evolution = "add_columns"`) extends the mapping, and the batch
-    /// is read again with the new columns.
+    /// and each file's rows, or the index of the first file that failed and why. Fields the
+    /// table lacks (`evolution = "add_columns"`), found in any of the files, extend the mapping
+    /// and the batch is read again once, with all the new columns.
     pub(super) async fn write(
         &mut self,
         files: &[AdmittedFile],
@@ -178,7 +178,7 @@ impl Source {
                     }
                     Decoded::FileDone(done) => per_file.push(done),
                     Decoded::FileDropped(why) => stopped = Some(Err((per_file.len(), why))),
-                    Decoded::FileHasNewFields(discovered) => stopped = Some(Ok((per_file.len(), discovered))),
+                    Decoded::FileHasNewFields(discovered) => stopped = Some(Ok(discovered)),
                 }
             }
             decoding.await.map_err(|e| Error::task("decoding thread", e))?;
@@ -186,7 +186,7 @@ impl Source {
             match stopped {
                 None => return Ok(Ok(Written { writers, per_file })),
                 Some(Err(dropped)) => return Ok(Err(dropped)),
-                Some(Ok((index, discovered))) => mapping = self.add_columns(&mapping, &discovered, &files[index].name).await?,
+                Some(Ok(discovered)) => mapping = self.add_columns(&mapping, &discovered).await?,
             }
         }
     }

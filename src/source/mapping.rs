@@ -106,11 +106,11 @@ impl Source {
         Ok(None)
     }
 
-    /// The mapping that reads the fields `file` brought: the table's, when another writer has
+    /// The mapping that reads the fields a batch's files brought: the table's, when another writer has
     /// added columns since this one read it (they may be these), or `mapping` with the fields
     /// added as columns, which this and every later batch map and the next commit of each sink
     /// adds to its table.
-    pub(super) async fn add_columns(&mut self, mapping: &Mapping, discovered: &Discovered, file: &str) -> Result<Mapping, Error> {
+    pub(super) async fn add_columns(&mut self, mapping: &Mapping, discovered: &Discovered) -> Result<Mapping, Error> {
         if self.columns.reads_table
             && let Some(table) = self.table_mapping().await?
             && table.column_names().any(|name| mapping.column_names().all(|ours| ours != name))
@@ -119,8 +119,11 @@ impl Source {
             return Ok(table);
         }
         let (evolved, added) = mapping.evolve(discovered).map_err(|e| Error::Mapping { name: self.name.clone(), detail: e.to_string() })?;
-        events::emit(ColumnsAdded { source: &self.name, file, columns: &added });
-        self.columns_added.extend(added.into_iter().map(|column| AddedColumn { column, file: file.to_string() }));
+        for (column, path) in added {
+            let file = discovered.origin(&path).unwrap_or_default().to_string();
+            events::emit(ColumnsAdded { source: &self.name, file: &file, column: &column });
+            self.columns_added.push(AddedColumn { column, file });
+        }
         self.columns.mapping = Some(evolved.clone());
         Ok(evolved)
     }

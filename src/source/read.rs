@@ -20,8 +20,9 @@ pub(super) enum Decoded {
     Rows(RecordBatch),
     FileDone(FileRows),
     FileDropped(Dropped),
-    /// The file has fields the table lacks (`evolution = "add_columns"`): the batch must be read
-    /// again with them as columns. Its rows were not all sent.
+    /// Files have fields the table lacks (`evolution = "add_columns"`): the batch must be read
+    /// again with them as columns. Sent last, with what every file of the batch brought; the
+    /// rows before it are incomplete.
     FileHasNewFields(Discovered),
 }
 
@@ -113,38 +114,58 @@ impl ReadJob {
         !progress.stopped.load(Ordering::SeqCst)
     }
 
-    /// Drains the files' channels in order into `tx`.
+    /// Drains the files' channels in order into `tx`. Once a file has new fields, the rest of
+    /// the batch is read only for its fields (its rows are dropped), so that one reading again
+    /// adds them all.
     fn forward(&self, receivers: Vec<Receiver<Decoded>>, progress: &Progress, tx: &mpsc::Sender<Decoded>) {
         let mut total = 0u64;
-        for receiver in receivers {
-            if total >= self.max_rows {
+        let mut discovered: Option<Discovered> = None;
+        'files: for receiver in receivers {
+            if total >= self.max_rows && discovered.is_none() {
                 return;
             }
             loop {
                 // A closed channel without an end message means the worker is gone: the file
                 // did not finish, so nothing after it may be committed.
-                let Ok(message) = receiver.recv() else { return };
-                let end = match &message {
-                    Decoded::Rows(_) => None,
-                    Decoded::FileDone(done) => Some(Some(done.rows)),
-                    Decoded::FileDropped(_) | Decoded::FileHasNewFields(_) => Some(None),
-                };
-                if tx.blocking_send(message).is_err() {
-                    return;
-                }
-                match end {
-                    None => continue,
-                    Some(Some(rows)) => {
-                        total += rows;
+                let Ok(message) = receiver.recv() else { break 'files };
+                match (message, &mut discovered) {
+                    (Decoded::FileHasNewFields(found), Some(all)) => {
+                        all.merge(found);
                         break;
                     }
-                    Some(None) => return,
+                    (Decoded::FileHasNewFields(found), None) => {
+                        discovered = Some(found);
+                        break;
+                    }
+                    (Decoded::FileDone(_) | Decoded::FileDropped(_), Some(_)) => break,
+                    (Decoded::Rows(_), Some(_)) => continue,
+                    (message, None) => {
+                        let end = match &message {
+                            Decoded::Rows(_) => None,
+                            Decoded::FileDone(done) => Some(Some(done.rows)),
+                            _ => Some(None),
+                        };
+                        if tx.blocking_send(message).is_err() {
+                            return;
+                        }
+                        match end {
+                            None => continue,
+                            Some(Some(rows)) => {
+                                total += rows;
+                                break;
+                            }
+                            Some(None) => return,
+                        }
+                    }
                 }
             }
             if let Ok(mut forwarded) = progress.forwarded.lock() {
                 *forwarded += 1;
             }
             progress.moved.notify_all();
+        }
+        if let Some(found) = discovered {
+            let _ = tx.blocking_send(Decoded::FileHasNewFields(found));
         }
     }
 
@@ -175,7 +196,10 @@ impl ReadJob {
         });
         let outcome = match result {
             _ if !file.unchanged_on_disk() => Decoded::FileDropped(Dropped::Changed),
-            Ok(_) if !discovered.is_empty() => Decoded::FileHasNewFields(discovered),
+            Ok(_) if !discovered.is_empty() => {
+                discovered.found_in(&file.name);
+                Decoded::FileHasNewFields(discovered)
+            }
             Ok(_) => Decoded::FileDone(done),
             Err(error) => Decoded::FileDropped(Dropped::Bad(error)),
         };
