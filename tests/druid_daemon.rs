@@ -338,3 +338,28 @@ fn the_supervisor_is_submitted_in_the_background_until_the_overlord_takes_it() {
     assert_eq!(dims.as_array().map(Vec::len), Some(2), "{dims}");
     assert_eq!(wait_until(PATIENCE, 1, || usize::from(last_error().is_none())), 1, "error not cleared: {:?}", last_error());
 }
+
+/// Schema evolution reaches Druid: the task of the batch that added a column lists it.
+#[test]
+fn a_batch_task_lists_the_columns_schema_evolution_added() {
+    let (_runtime, mock) = mock();
+    let config = format!(
+        "instance = \"test\"\n[http]\nlisten = \"\"\n[sources.s]\npath = \"drop\"\nmin_age = \"0s\"\nsinks = [\"lake\", \"druid\"]\n\
+         [sinks.lake]\nkind = \"delta\"\nuri = \"lake\"\n\
+         [sinks.druid]\nkind = \"druid\"\nlake = \"lake\"\noverlord = \"{}\"\ndatasource = \"events\"\ntimestamp_column = \"at\"\n\
+         retries = 2\nretry_backoff = \"10ms\"\npoll_interval = \"10ms\"\n",
+        mock.url()
+    );
+    let ws = Workspace::with_config(&config);
+    ws.drop_file("e1.json", br#"[{"at":"2026-01-01T00:00:00Z","a":1}]"#);
+    assert_eq!(ws.once()["totals"]["rows"], 1);
+    ws.drop_file("e2.json", br#"[{"at":"2026-01-02T00:00:00Z","a":2,"b":"x"}]"#);
+    assert_eq!(ws.once()["totals"]["rows"], 1);
+    let dimensions = |seq: i64| -> Vec<String> {
+        let task = mock.task(&format!("ingestd_test_s_events_{seq}")).expect("task").body;
+        let dims = task["spec"]["dataSchema"]["dimensionsSpec"]["dimensions"].as_array().expect("dimensions").clone();
+        dims.iter().map(|d| d["name"].as_str().unwrap_or_default().to_string()).collect()
+    };
+    assert!(!dimensions(1).contains(&"b".to_string()), "{:?}", dimensions(1));
+    assert!(dimensions(2).contains(&"b".to_string()), "{:?}", dimensions(2));
+}

@@ -84,6 +84,14 @@ impl Shared {
     }
 }
 
+impl DruidSink {
+    /// The columns of `schema` the lake's data files hold.
+    fn in_files(&self, schema: &SchemaRef) -> SchemaRef {
+        let in_files = schema.fields().iter().filter(|f| !self.not_in_files.contains(f.name())).cloned();
+        Arc::new(arrow::datatypes::Schema::new(in_files.collect::<Vec<_>>()))
+    }
+}
+
 #[async_trait]
 impl Sink for DruidSink {
     fn name(&self) -> &str {
@@ -92,8 +100,7 @@ impl Sink for DruidSink {
 
     async fn prepare(&mut self, schema: SchemaRef) -> Result<(), SinkError> {
         let shared = &self.shared;
-        let in_files = schema.fields().iter().filter(|f| !self.not_in_files.contains(f.name())).cloned();
-        let schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new(in_files.collect::<Vec<_>>()));
+        let schema = self.in_files(&schema);
         // A column or type the datasource cannot take shows now, not at the first commit.
         let id = druid::task_id(&shared.instance, &shared.source, &shared.config.schema.datasource, 0, 1);
         druid::batch_task(&schema, &shared.config, &id, &self.sample)
@@ -111,8 +118,10 @@ impl Sink for DruidSink {
         Ok(Vec::new())
     }
 
-    async fn begin(&self, _schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError> {
-        let ready = self.ready.clone().ok_or_else(|| self.shared.err("begin before prepare"))?;
+    async fn begin(&self, schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError> {
+        let mut ready = self.ready.clone().ok_or_else(|| self.shared.err("begin before prepare"))?;
+        // The batch's columns, those schema evolution added included, are the task's.
+        ready.schema = self.in_files(&schema);
         Ok(Box::new(DruidWriter { shared: self.shared.clone(), ready }))
     }
 }
