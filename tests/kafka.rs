@@ -379,3 +379,35 @@ fn messages_carry_the_columns_schema_evolution_adds() {
     let first = messages.iter().find(|m| m.value["a"] == 1).expect("the first row");
     assert!(first.value.get("b").is_none(), "published before the column existed: {:?}", first.value);
 }
+
+/// Schema evolution reaches a Kafka sink's Druid supervisor: a batch that adds a column submits
+/// the spec again, with the column among its dimensions (against the mock Overlord).
+#[test]
+fn the_druid_supervisor_is_submitted_again_when_columns_are_added() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start(&dir.path().join("tansu.log"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mock = runtime.block_on(common::druid_mock::DruidMock::start());
+    let ws = Workspace::with_config(&format!(
+        "instance = \"test\"\n[http]\nlisten = \"\"\n[sources.s]\npath = \"drop\"\nmin_age = \"0s\"\nsinks = [\"lake\", \"events\"]\n\
+         [sinks.lake]\nkind = \"delta\"\nuri = \"lake\"\n\
+         [sinks.events]\nkind = \"kafka\"\nbrokers = \"{}\"\ntopic = \"supervised\"\nexactly_once = \"reconciling\"\ndelivery_timeout = \"20s\"\n\
+         [sinks.events.druid]\noverlord = \"{}\"\ndatasource = \"events\"\ntimestamp_column = \"at\"\nsubmit = true\nretry_backoff = \"10ms\"\n",
+        broker.brokers,
+        mock.url()
+    ));
+    let daemon = spawn_run(&ws, &[], "run.log");
+    let log = || std::fs::read_to_string(ws.path("run.log")).unwrap_or_default();
+    let dimensions = || -> Vec<String> {
+        let specs = mock.supervisors();
+        let Some(last) = specs.last() else { return Vec::new() };
+        let dims = last["spec"]["dataSchema"]["dimensionsSpec"]["dimensions"].as_array().cloned().unwrap_or_default();
+        dims.iter().filter_map(|d| d["name"].as_str().map(String::from)).collect()
+    };
+    ws.drop_file("g1.json", br#"[{"at":"2026-01-01T00:00:00Z","a":1}]"#);
+    assert_eq!(wait_until(Duration::from_secs(60), 1, || usize::from(dimensions().contains(&"a".to_string()))), 1, "{}", log());
+    ws.drop_file("g2.json", br#"[{"at":"2026-01-02T00:00:00Z","a":2,"b":"x"}]"#);
+    let with_b = wait_until(Duration::from_secs(60), 1, || usize::from(dimensions().contains(&"b".to_string())));
+    terminate(daemon);
+    assert_eq!(with_b, 1, "{:?}\n{}", dimensions(), log());
+}

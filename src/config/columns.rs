@@ -51,8 +51,42 @@ pub enum ColumnType {
         scale: u8,
     },
     /// The JSON text of the value as written (objects, arrays, or any value), in a string
-    /// column. The inferred type of arrays and of objects nested deeper than columns flatten.
+    /// column. The inferred type of arrays of objects or arrays, and of objects nested deeper
+    /// than columns flatten.
     Json,
+    /// A list of scalars (`list<int64>`; Arrow List, Delta `array`), from a JSON array. The
+    /// inferred type of arrays of scalars.
+    List(ListItem),
+}
+
+/// The element types of a `list<T>` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListItem {
+    String,
+    Int64,
+    Float64,
+    Bool,
+}
+
+impl ListItem {
+    pub fn name(self) -> &'static str {
+        match self {
+            ListItem::String => "string",
+            ListItem::Int64 => "int64",
+            ListItem::Float64 => "float64",
+            ListItem::Bool => "bool",
+        }
+    }
+
+    /// The column type of one element.
+    pub fn column_type(self) -> ColumnType {
+        match self {
+            ListItem::String => ColumnType::String,
+            ListItem::Int64 => ColumnType::Int64,
+            ListItem::Float64 => ColumnType::Float64,
+            ListItem::Bool => ColumnType::Bool,
+        }
+    }
 }
 
 /// Largest decimal precision (Arrow Decimal128, Delta).
@@ -60,7 +94,8 @@ pub const MAX_DECIMAL_PRECISION: u8 = 38;
 
 impl ColumnType {
     /// Every accepted spelling, for error messages.
-    pub const NAMES: &'static str = "string, int32, int64, float64, bool, date, timestamp, decimal(p,s), json";
+    pub const NAMES: &'static str =
+        "string, int32, int64, float64, bool, date, timestamp, decimal(p,s), json, list<string|int64|float64|bool>";
 
     /// The name used in the config file.
     pub fn name(self) -> String {
@@ -74,6 +109,7 @@ impl ColumnType {
             ColumnType::Timestamp => "timestamp".into(),
             ColumnType::Decimal { precision, scale } => format!("decimal({precision},{scale})"),
             ColumnType::Json => "json".into(),
+            ColumnType::List(item) => format!("list<{}>", item.name()),
         }
     }
 
@@ -117,6 +153,10 @@ impl std::str::FromStr for ColumnType {
             "date" => ColumnType::Date,
             "timestamp" => ColumnType::Timestamp,
             "json" => ColumnType::Json,
+            "list<string>" => ColumnType::List(ListItem::String),
+            "list<int64>" => ColumnType::List(ListItem::Int64),
+            "list<float64>" => ColumnType::List(ListItem::Float64),
+            "list<bool>" => ColumnType::List(ListItem::Bool),
             other => {
                 let inner = other.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')).ok_or_else(unknown)?;
                 let (p, s) = inner.split_once(',').ok_or_else(unknown)?;
@@ -136,12 +176,25 @@ mod tests {
 
     #[test]
     fn types_read_and_write_as_their_config_names() {
-        for name in ["string", "int32", "int64", "float64", "bool", "date", "timestamp", "json", "decimal(12,2)", "decimal(38,0)"] {
+        for name in [
+            "string",
+            "int32",
+            "int64",
+            "float64",
+            "bool",
+            "date",
+            "timestamp",
+            "json",
+            "decimal(12,2)",
+            "decimal(38,0)",
+            "list<int64>",
+            "list<string>",
+        ] {
             let kind: ColumnType = name.parse().unwrap();
             assert_eq!(kind.name(), name);
         }
         assert_eq!("decimal( 5 , 1 )".parse::<ColumnType>(), Ok(ColumnType::Decimal { precision: 5, scale: 1 }));
-        for bad in ["decimal(39,2)", "decimal(2,3)", "decimal(0,0)", "decimal(5)", "int", "decimal(a,b)"] {
+        for bad in ["decimal(39,2)", "decimal(2,3)", "decimal(0,0)", "decimal(5)", "int", "decimal(a,b)", "list<json>", "list<>"] {
             assert!(bad.parse::<ColumnType>().is_err(), "{bad}");
         }
     }

@@ -14,7 +14,7 @@ mod sink;
 mod source;
 pub mod units;
 
-pub use columns::{ColumnConfig, ColumnType, INGESTED_AT_COLUMN, MAX_DECIMAL_PRECISION, RESCUED_COLUMN, SOURCE_FILE_COLUMN};
+pub use columns::{ColumnConfig, ColumnType, INGESTED_AT_COLUMN, ListItem, MAX_DECIMAL_PRECISION, RESCUED_COLUMN, SOURCE_FILE_COLUMN};
 pub use druid::{
     DruidBatchConfig, DruidBatchInput, DruidBatchMethod, DruidMetric, DruidMetricKind, DruidSchemaConfig, DruidSupervisorConfig,
     Granularity,

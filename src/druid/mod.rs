@@ -112,6 +112,8 @@ impl DruidType {
         Ok(match field.data_type() {
             // Decimals go as their exact text: Druid's numbers would round them.
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean | DataType::Decimal128(_, _) => DruidType::String,
+            // A list is a multi-value string dimension in Druid.
+            DataType::List(_) => DruidType::String,
             DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DruidType::Long,
             DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => DruidType::Long,
             DataType::Float16 | DataType::Float32 | DataType::Float64 => DruidType::Double,

@@ -2,8 +2,10 @@
 //! dates follow the column's format; anything else is reported to the caller's policy.
 
 use super::MapError;
-use crate::config::{ColumnConfig, ColumnType};
-use arrow::array::{Array, ArrayRef, BooleanBuilder, PrimitiveBuilder, StringArray, StringBuilder};
+use crate::config::{ColumnConfig, ColumnType, ListItem};
+use arrow::array::{
+    Array, ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, PrimitiveBuilder, StringArray, StringBuilder,
+};
 use arrow::datatypes::{ArrowPrimitiveType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
 use chrono::format::{Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
@@ -52,6 +54,14 @@ pub(super) fn column(
             }
             Arc::new(out.finish())
         }
+        ColumnType::List(item @ ListItem::String) => {
+            list_of(item, StringBuilder::new(), text.len(), value, &mut on_bad, |v| Ok(v.to_string()))?
+        }
+        ColumnType::List(item @ ListItem::Int64) => list_of(item, Int64Builder::new(), text.len(), value, &mut on_bad, parse_i64)?,
+        ColumnType::List(item @ ListItem::Float64) => {
+            list_of(item, Float64Builder::new(), text.len(), value, &mut on_bad, |v| v.trim().parse::<f64>().map_err(|e| e.to_string()))?
+        }
+        ColumnType::List(item @ ListItem::Bool) => list_of(item, BooleanBuilder::new(), text.len(), value, &mut on_bad, parse_bool)?,
         ColumnType::Decimal { precision, scale } => Arc::new(
             primitive::<Decimal128Type>(text.len(), value, &mut on_bad, |v| parse_decimal(v, precision, scale))?
                 .with_precision_and_scale(precision, scale as i8)?,
@@ -110,6 +120,57 @@ fn primitive<'a, T: ArrowPrimitiveType>(
         }
     }
     Ok(out.finish())
+}
+
+/// A list column from JSON arrays of scalars; a value that is not one, or an element that does
+/// not parse, goes to `on_bad` whole (no partial list is written).
+fn list_of<'a, B, T>(
+    item: ListItem,
+    items: B,
+    len: usize,
+    value: impl Fn(usize) -> Option<&'a str>,
+    on_bad: &mut impl FnMut(usize, &str, String) -> Result<(), MapError>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<ArrayRef, MapError>
+where
+    B: ArrayBuilder + Extend<Option<T>>,
+{
+    let mut out = ListBuilder::new(items).with_field(super::list_element(item));
+    for row in 0..len {
+        let Some(v) = value(row) else {
+            out.append(false);
+            continue;
+        };
+        let parsed: Result<Vec<Option<T>>, String> =
+            elements(v).and_then(|elements| elements.iter().map(|e| e.as_deref().map(&parse).transpose()).collect());
+        match parsed {
+            Ok(values) => {
+                out.values().extend(values);
+                out.append(true);
+            }
+            Err(reason) => {
+                on_bad(row, v, reason)?;
+                out.append(false);
+            }
+        }
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+/// The elements of a JSON array of scalars as text (strings unescaped), null as `None`.
+fn elements(v: &str) -> Result<Vec<Option<String>>, String> {
+    let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(v).map_err(|e| format!("not a JSON array: {e}"))?;
+    raw.into_iter()
+        .map(|e| {
+            let t = e.get();
+            match t.as_bytes().first() {
+                Some(b'n') => Ok(None),
+                Some(b'"') => serde_json::from_str::<String>(t).map(Some).map_err(|e| e.to_string()),
+                Some(b'[' | b'{') => Err("an element is not a scalar".into()),
+                _ => Ok(Some(t.to_string())),
+            }
+        })
+        .collect()
 }
 
 /// Integers, also written as whole floats ("265000.0") or with surrounding spaces.
@@ -254,6 +315,27 @@ mod tests {
         for bad in ["", "-", "1.2.3", "abc", "1e", "0x10"] {
             assert!(parse_decimal(bad, 10, 2).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn lists_hold_their_elements_or_go_whole_to_the_policy() {
+        let text = StringArray::from(vec![Some("[1, 2, null]"), Some("[]"), None, Some("[1, \"x\"]"), Some("5")]);
+        let spec = ColumnConfig { path: "l".into(), kind: ColumnType::List(ListItem::Int64), format: None, null_if: vec![] };
+        let mut bad = Vec::new();
+        let array = column(&text, &spec, &|_| false, |row, _, reason| {
+            bad.push((row, reason));
+            Ok(())
+        })
+        .unwrap();
+        let list = array.as_any().downcast_ref::<arrow::array::ListArray>().unwrap();
+        let values = |i: usize| {
+            let items = list.value(i);
+            let ints = items.as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().clone();
+            (0..ints.len()).map(|j| ints.is_valid(j).then(|| ints.value(j))).collect::<Vec<_>>()
+        };
+        assert_eq!((values(0), values(1)), (vec![Some(1), Some(2), None], vec![]));
+        assert!(list.is_null(2) && list.is_null(3) && list.is_null(4));
+        assert_eq!(bad.iter().map(|(row, _)| *row).collect::<Vec<_>>(), [3, 4], "{bad:?}");
     }
 
     #[test]

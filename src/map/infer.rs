@@ -3,7 +3,7 @@
 //! string; anything -> json). Used for a source that names no columns (its first batch), for
 //! fields a table lacks (`evolution = "add_columns"`), and by `ingestd inspect`.
 
-use crate::config::{ColumnConfig, ColumnType, FormatConfig};
+use crate::config::{ColumnConfig, ColumnType, FormatConfig, ListItem};
 use crate::decode::{self, DecodeError, Layout};
 use arrow::array::{Array, AsArray};
 use indexmap::IndexMap;
@@ -91,11 +91,44 @@ fn widen(old: Option<ColumnType>, new: ColumnType) -> ColumnType {
         (None, n) => n,
         (Some(o), n) if o == n => n,
         (Some(Json), _) | (_, Json) => Json,
+        (Some(List(a)), List(b)) => List(widen_item(a, b)),
+        (Some(List(_)), _) | (_, List(_)) => Json,
         (Some(Int64), Float64) | (Some(Float64), Int64) => Float64,
         (Some(Int64), d @ Decimal { .. }) | (Some(d @ Decimal { .. }), Int64) => d,
         (Some(Date), Timestamp) | (Some(Timestamp), Date) => Timestamp,
         _ => String,
     }
+}
+
+fn widen_item(a: ListItem, b: ListItem) -> ListItem {
+    match (a, b) {
+        (a, b) if a == b => a,
+        (ListItem::Int64, ListItem::Float64) | (ListItem::Float64, ListItem::Int64) => ListItem::Float64,
+        _ => ListItem::String,
+    }
+}
+
+/// An array: a list of its scalars' type (an empty one, as in Spark, of strings), or `json`
+/// when it holds objects or arrays.
+fn array_kind(raw: &str) -> ColumnType {
+    let Ok(elements) = serde_json::from_str::<Vec<&RawValue>>(raw) else { return ColumnType::Json };
+    let mut item: Option<ListItem> = None;
+    for element in elements {
+        let t = element.get().trim();
+        let kind = match t.as_bytes().first() {
+            Some(b'n') => continue,
+            Some(b'{' | b'[') => return ColumnType::Json,
+            Some(b't' | b'f') => ListItem::Bool,
+            Some(b'"') => ListItem::String,
+            _ => match number_kind(t) {
+                ColumnType::Int64 => ListItem::Int64,
+                ColumnType::Float64 => ListItem::Float64,
+                _ => ListItem::String,
+            },
+        };
+        item = Some(item.map_or(kind, |old| widen_item(old, kind)));
+    }
+    ColumnType::List(item.unwrap_or(ListItem::String))
 }
 
 /// Records that `path` had a value of `kind` (`None`: null).
@@ -123,7 +156,8 @@ fn observe_at(kinds: &mut Kinds, path: String, value: &RawValue, text: bool, dep
             }
             return;
         }
-        Some(b'{' | b'[') => Some(ColumnType::Json),
+        Some(b'{') => Some(ColumnType::Json),
+        Some(b'[') => Some(array_kind(raw)),
         Some(b'n') => None,
         Some(b't' | b'f') => Some(ColumnType::Bool),
         Some(b'"') => serde_json::from_str::<String>(raw).ok().map(|s| if text { text_kind(&s) } else { string_kind(&s) }),
@@ -213,7 +247,7 @@ mod tests {
         let path = dir.path().join("f");
         std::fs::write(
             &path,
-            br#"[{"a": {"b": 1, "c": "x"}, "d": null, "l": [1], "n": 123456789012345678901234567890, "t": "2021-01-04T10:00:00+01:00"},
+            br#"[{"a": {"b": 1, "c": "x"}, "d": null, "l": [1], "ints": [1, null], "objs": [{"x": 1}], "n": 123456789012345678901234567890, "t": "2021-01-04T10:00:00+01:00"},
                 {"a": {"b": 2.5}, "d": true, "l": "s", "day": "2021-01-04"}]"#,
         )
         .unwrap();
@@ -226,6 +260,8 @@ mod tests {
                 "a_c = { path = \"a.c\", type = \"string\" }\n",
                 "d = { path = \"d\", type = \"bool\" }\n",
                 "l = { path = \"l\", type = \"json\" }\n",
+                "ints = { path = \"ints\", type = \"list<int64>\" }\n",
+                "objs = { path = \"objs\", type = \"json\" }\n",
                 "n = { path = \"n\", type = \"decimal(38,0)\" }\n",
                 "t = { path = \"t\", type = \"timestamp\" }\n",
                 "day = { path = \"day\", type = \"date\" }\n",

@@ -406,7 +406,7 @@ fn column_field(column: &MappedColumn) -> Field {
 fn column_type(field: &Field) -> Result<ColumnType, String> {
     if let Some(kind) = field.metadata().get(TYPE_METADATA)
         && let Ok(kind) = kind.parse::<ColumnType>()
-        && arrow_type(kind) == *field.data_type()
+        && arrow_type(kind).equals_datatype(field.data_type())
     {
         return Ok(kind);
     }
@@ -419,8 +419,19 @@ fn column_type(field: &Field) -> Result<ColumnType, String> {
         DataType::Date32 => ColumnType::Date,
         DataType::Timestamp(_, _) => ColumnType::Timestamp,
         DataType::Decimal128(precision, scale) if *scale >= 0 => ColumnType::Decimal { precision: *precision, scale: *scale as u8 },
+        DataType::List(item) => ColumnType::List(match item.data_type() {
+            DataType::Int64 => crate::config::ListItem::Int64,
+            DataType::Float64 => crate::config::ListItem::Float64,
+            DataType::Boolean => crate::config::ListItem::Bool,
+            _ => crate::config::ListItem::String,
+        }),
         other => return Err(format!("column {:?} has type {other}, which ingestd does not write", field.name())),
     })
+}
+
+/// The element field of a list column, named as Delta and Parquet name it.
+pub fn list_element(item: crate::config::ListItem) -> Field {
+    Field::new("element", arrow_type(item.column_type()), true)
 }
 
 /// The Arrow type each column type is written as.
@@ -434,6 +445,7 @@ pub fn arrow_type(kind: ColumnType) -> DataType {
         ColumnType::Date => DataType::Date32,
         ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
         ColumnType::Decimal { precision, scale } => DataType::Decimal128(precision, scale as i8),
+        ColumnType::List(item) => DataType::List(Arc::new(list_element(item))),
     }
 }
 

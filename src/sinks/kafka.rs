@@ -29,8 +29,12 @@ use std::sync::{Arc, Mutex};
 pub struct KafkaSink {
     shared: Arc<Shared>,
     spool_dir: PathBuf,
-    /// Indices of the key columns in the mapped batches (set by `prepare`).
+    /// Indices of the key columns in the mapped batches (set by `prepare`; schema evolution
+    /// only appends columns, so they stay right).
     key_columns: Vec<usize>,
+    /// The columns of the Druid supervisor spec last submitted: a batch with others (schema
+    /// evolution added some) submits it again.
+    supervised: std::sync::Mutex<Vec<String>>,
 }
 
 /// What the sink and its writers share.
@@ -121,6 +125,7 @@ impl KafkaSink {
             }),
             spool_dir: state_dir.join("spool").join(format!("{source}-{name}")),
             key_columns: Vec::new(),
+            supervised: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -135,6 +140,17 @@ impl KafkaSink {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+
+    /// Submits the Druid supervisor spec for `schema` unless the last one had its columns.
+    fn supervise(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let mut supervised = self.supervised.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *supervised != names {
+            super::submit_supervisor_in_background(&self.shared.source, &self.shared.name, &self.shared.config, schema)?;
+            *supervised = names;
+        }
+        Ok(())
     }
 
     fn create_spool_dir(&self) -> Result<(), SinkError> {
@@ -160,7 +176,7 @@ impl Sink for KafkaSink {
                 })
             })
             .collect::<Result<_, _>>()?;
-        super::submit_supervisor_in_background(&shared.source, &shared.name, &shared.config, &schema)?;
+        self.supervise(&schema)?;
         self.create_spool_dir()?;
         self.clear_spool_dir();
         let mode = self.mode().await?;
@@ -191,7 +207,8 @@ impl Sink for KafkaSink {
             .collect())
     }
 
-    async fn begin(&self, _schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError> {
+    async fn begin(&self, schema: SchemaRef) -> Result<Box<dyn SinkWriter>, SinkError> {
+        self.supervise(&schema)?;
         self.create_spool_dir()?;
         let path = self.spool_dir.join(format!("{}.arrows", crate::temp_name::unique()));
         Ok(Box::new(KafkaWriter { shared: self.shared.clone(), key_columns: self.key_columns.clone(), path: SpoolFile(path), spool: None }))

@@ -235,7 +235,7 @@ impl Sink for ParquetSink {
     async fn table_schema(&self) -> Result<Option<SchemaRef>, SinkError> {
         let records = match self.bucket()? {
             Some(dataset) => {
-                let Some(last) = dataset.recover().await? else { return Ok(None) };
+                let Some(last) = dataset.committed_seqs().await?.last().copied() else { return Ok(None) };
                 dataset.record(last).await?.into_iter().collect()
             }
             None => self.records()?,

@@ -6,7 +6,7 @@
 use arrow::array::{ArrayRef, new_null_array};
 use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use deltalake::kernel::{DataType, MetadataValue, PrimitiveType, StructField, StructType};
+use deltalake::kernel::{ArrayType, DataType, MetadataValue, PrimitiveType, StructField, StructType};
 use deltalake::{DeltaTable, DeltaTableError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ fn delta_type(arrow: &ArrowType) -> Option<DataType> {
         ArrowType::Date32 => PrimitiveType::Date,
         ArrowType::Timestamp(TimeUnit::Microsecond, Some(_)) => PrimitiveType::Timestamp,
         ArrowType::Decimal128(precision, scale) if *scale >= 0 => return DataType::decimal(*precision, *scale as u8).ok(),
+        ArrowType::List(item) => return Some(DataType::Array(Box::new(ArrayType::new(delta_type(item.data_type())?, true)))),
         _ => return None,
     }))
 }
@@ -75,7 +76,8 @@ pub(super) fn added_columns(table: &Schema, batch: &Schema) -> Result<Vec<Field>
     let mut added = Vec::new();
     for field in batch.fields() {
         match table.field_with_name(field.name()) {
-            Ok(have) if have.data_type() == field.data_type() => {}
+            // Nested types compare without their element names (`item`, `element`).
+            Ok(have) if have.data_type().equals_datatype(field.data_type()) => {}
             Ok(have) => {
                 return Err(format!(
                     "column {:?} is {} in the table but {} in the mapping (a column's type never changes)",
@@ -106,7 +108,12 @@ pub(super) fn align(batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBat
     let columns: Vec<ArrayRef> = target
         .fields()
         .iter()
-        .map(|field| batch.column_by_name(field.name()).cloned().unwrap_or_else(|| new_null_array(field.data_type(), rows)))
-        .collect();
+        .map(|field| match batch.column_by_name(field.name()) {
+            Some(column) if column.data_type() == field.data_type() => Ok(column.clone()),
+            // The same type under other element names: a cast renames, nothing else.
+            Some(column) => arrow::compute::cast(column, field.data_type()),
+            None => Ok(new_null_array(field.data_type(), rows)),
+        })
+        .collect::<Result<_, _>>()?;
     RecordBatch::try_new(target.clone(), columns)
 }

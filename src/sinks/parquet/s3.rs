@@ -88,7 +88,7 @@ impl S3Dataset {
     }
 
     /// The seqs of the committed batches (the names of the manifests), ascending.
-    async fn committed_seqs(&self) -> Result<BTreeSet<i64>, SinkError> {
+    pub(super) async fn committed_seqs(&self) -> Result<BTreeSet<i64>, SinkError> {
         let folder = self.manifest_folder()?;
         let seq_of = |key: &ObjectPath| {
             let name = key.filename()?.strip_suffix(".json")?;
