@@ -408,7 +408,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ingestd", required=True)
     parser.add_argument("--scale", choices=SCALES, default="full")
-    parser.add_argument("--only", nargs="*", default=["w1", "w2", "w3", "w4"], help="workloads to run")
+    parser.add_argument("--only", nargs="*", default=["w1", "w1s", "w2", "w3", "w4"], help="workloads to run")
     parser.add_argument("--skip", nargs="*", default=[], help="peers to leave out (duckdb, polars, dask)")
     parser.add_argument("--dir", default=os.environ.get("BENCH_DIR", str(Path.home() / ".cache/ingestd/bench")))
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
