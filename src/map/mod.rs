@@ -341,12 +341,17 @@ impl Mapping {
         Ok(discovered)
     }
 
-    /// Whether `path` can become a column beside the existing ones.
+    /// Whether `path` can become a column beside the existing ones. A path a column already
+    /// reads, yet captured, is a key the dotted path cannot name (`{"a.b": 1}` is not `a` then
+    /// `b`): another column would not read it either.
     fn placeable(&self, path: &str) -> Result<(), String> {
-        match self.objects.contains(path) {
-            true => Err(format!("the table reads {path:?} as an object")),
-            false => Ok(()),
+        if self.objects.contains(path) {
+            return Err(format!("the table reads {path:?} as an object"));
         }
+        if self.columns.iter().any(|c| c.spec.path == path) {
+            return Err(format!("the key {path:?} cannot be named by a dotted path"));
+        }
+        Ok(())
     }
 
     /// This mapping with the table's columns it lacks added at the end, as the table's schema

@@ -201,3 +201,15 @@ fn hints_type_new_columns() {
     let price = mapped.batch.column(2).as_any().downcast_ref::<Decimal128Array>().unwrap();
     assert_eq!(price.value(0), 950);
 }
+
+#[test]
+fn a_key_with_a_dot_is_added_once_and_then_rescued_not_added_again() {
+    let mapping = Mapping::new(&columns(&[("id", "id", ColumnType::Int64)]), inferred_options()).unwrap();
+    let records = r#"{"id": 1, "a.b": 5}"#;
+    let first = mapping.apply(&decode(&mapping, records), "f", 0, 1).unwrap();
+    assert_eq!(first.discovered.paths(), ["a.b"]);
+    let (evolved, _) = mapping.evolve(&first.discovered).unwrap();
+    let again = evolved.apply(&decode(&evolved, records), "f", 0, 1).unwrap();
+    assert!(again.discovered.is_empty(), "no second column for the same key: {:?}", again.discovered);
+    assert_eq!(strings(again.batch.column(1)), [Some(r#"{"a.b":5,"_file_path":"f"}"#.to_string())], "kept in the rescued column");
+}

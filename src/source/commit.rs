@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 
 /// Decoded batches in flight between the decoding thread and the sink writers.
 const CHANNEL_DEPTH: usize = 4;
+/// Times one batch may add columns and be read again.
+const MAX_EVOLUTIONS_PER_BATCH: usize = 16;
 
 /// What a committed batch held.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -150,7 +152,9 @@ impl Source {
         ingested_at: i64,
     ) -> Result<Result<Written, (usize, Dropped)>, Error> {
         self.prepare_sinks(&mapping).await?;
-        loop {
+        // Each reading again adds columns, so this ends; the bound guards against a field that
+        // would be found again and again.
+        for _ in 0..MAX_EVOLUTIONS_PER_BATCH {
             let plan =
                 mapping.decode_plan(&self.config.format).map_err(|e| Error::Mapping { name: self.name.clone(), detail: e.to_string() })?;
             let mut writers = Vec::with_capacity(targets.len());
@@ -189,6 +193,10 @@ impl Source {
                 Some(Ok(discovered)) => mapping = self.add_columns(&mapping, &discovered).await?,
             }
         }
+        Err(Error::Mapping {
+            name: self.name.clone(),
+            detail: format!("a batch still brought new fields after {MAX_EVOLUTIONS_PER_BATCH} schema changes"),
+        })
     }
 
     /// Commits written rows as batch `seq` (already recorded in flight), records it committed,
