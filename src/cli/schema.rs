@@ -19,14 +19,10 @@ pub(super) async fn source_mapping(config: &Config, name: &str) -> Result<Option
     }
     for sink in sinks(config, name)? {
         if let Some(schema) = sink.table_schema().await? {
-            let from = format!("the table of sink {}", sink.name());
-            let mapping = match &configured {
-                // The configured columns, and those evolution added to the table.
-                Some(mapping) => mapping.with_table_columns(&schema),
-                None => Mapping::from_schema(&schema, crate::map::MappingOptions::of(source)),
-            }
-            .map_err(|e| anyhow::anyhow!("sink {}: {e}", sink.name()))?;
-            return Ok(Some((mapping, from)));
+            let legacy = crate::source::legacy_path(config, name);
+            let mapping =
+                crate::source::table_mapping(name, source, &schema, &legacy).map_err(|e| anyhow::anyhow!("sink {}: {e}", sink.name()))?;
+            return Ok(Some((mapping, format!("the table of sink {}", sink.name()))));
         }
     }
     Ok(configured.map(|m| (m, "the config".into())))

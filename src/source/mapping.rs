@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::events::{self, ColumnsAdded, ColumnsInferred};
 use crate::map::{Discovered, Mapping, MappingOptions, PATH_METADATA, infer};
 use crate::sinks::AddedColumn;
+use arrow::datatypes::Schema;
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
 
@@ -76,31 +77,17 @@ impl Source {
         Ok(Ok(mapping))
     }
 
-    /// The mapping the first sink with a table says, if one has a table yet: its columns, or the
-    /// configured ones and the columns evolution added to the table.
+    /// The mapping the first sink with a table says, if one has a table yet (see
+    /// [`table_mapping`]).
     async fn table_mapping(&self) -> Result<Option<Mapping>, Error> {
         for sink in &self.sinks {
             let Some(schema) = sink.table_schema().await? else { continue };
-            let options = MappingOptions::of(&self.config);
-            if !self.config.columns.is_empty() {
-                let mapping = build_mapping(&self.name, &self.config, &self.config.columns)?
-                    .with_table_columns(&schema)
-                    .map_err(|e| Error::Mapping { name: self.name.clone(), detail: format!("sink {}: {e}", sink.name()) })?;
-                return Ok(Some(mapping));
-            }
-            let mapped_by_us = schema.fields().iter().any(|f| f.metadata().contains_key(PATH_METADATA));
-            let legacy = match mapped_by_us {
-                true => None,
-                false => {
-                    let (name, path) = (self.name.clone(), self.columns.legacy_path.clone());
-                    Source::blocking("reading saved columns", move || load_legacy(&name, &path)).await??
-                }
-            };
-            let mapping = match legacy {
-                Some(columns) => Mapping::new(&columns, options),
-                None => Mapping::from_schema(&schema, options),
-            };
-            let mapping = mapping.map_err(|e| Error::Mapping { name: self.name.clone(), detail: format!("sink {}: {e}", sink.name()) })?;
+            let (name, source, legacy) = (self.name.clone(), self.config.clone(), self.columns.legacy_path.clone());
+            let sink = sink.name().to_string();
+            // Reading the saved columns of an old table is file I/O.
+            let mapping = Source::blocking("reading the table's columns", move || table_mapping(&name, &source, &schema, &legacy))
+                .await?
+                .map_err(|e| Error::Mapping { name: self.name.clone(), detail: format!("sink {sink}: {e}") })?;
             return Ok(Some(mapping));
         }
         Ok(None)
@@ -156,7 +143,24 @@ pub(crate) fn configured_mapping(name: &str, source: &SourceConfig) -> Result<Op
     build_mapping(name, source, &source.columns).map(Some)
 }
 
-fn legacy_path(config: &Config, name: &str) -> PathBuf {
+/// The mapping a table's `schema` gives source `name`: the configured columns and the columns
+/// evolution added to the table, or, when the columns are inferred, the table's own (for a table
+/// ingestd before 0.3 made, without paths in its schema, with the columns it saved at `legacy`).
+pub(crate) fn table_mapping(name: &str, source: &SourceConfig, schema: &Schema, legacy: &Path) -> Result<Mapping, Error> {
+    let mapping_error = |e: crate::map::MapError| Error::Mapping { name: name.to_string(), detail: e.to_string() };
+    if !source.columns.is_empty() {
+        return build_mapping(name, source, &source.columns)?.with_table_columns(schema).map_err(mapping_error);
+    }
+    let mapped_by_us = schema.fields().iter().any(|f| f.metadata().contains_key(PATH_METADATA));
+    let saved = if mapped_by_us { None } else { load_legacy(name, legacy)? };
+    match saved {
+        Some(columns) => Mapping::new(&columns, MappingOptions::of(source)),
+        None => Mapping::from_schema(schema, MappingOptions::of(source)),
+    }
+    .map_err(mapping_error)
+}
+
+pub(crate) fn legacy_path(config: &Config, name: &str) -> PathBuf {
     config.state_dir.join("inferred").join(format!("{name}.toml"))
 }
 

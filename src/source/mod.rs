@@ -26,7 +26,7 @@ mod replay;
 mod tests;
 
 pub use commit::BatchReport;
-pub(crate) use mapping::configured_mapping;
+pub(crate) use mapping::{configured_mapping, legacy_path, table_mapping};
 
 use crate::batch::Batcher;
 use crate::config::{Config, SourceConfig};
