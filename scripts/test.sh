@@ -26,6 +26,6 @@ cargo clippy --release --locked --features fault-injection --all-targets -- -D w
 echo "== ATTOM pull end to end"
 scripts/attom_e2e.sh
 echo "== benchmark script, small scale (shows it runs; timings are not checked)"
-scripts/bench.sh --scale small
+INGESTD_PREBUILT=1 scripts/bench.sh --scale small
 passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 2}')
 echo "all: $passed passed, 0 failed"

@@ -24,6 +24,12 @@ pub enum Error {
     /// The columns of a source cannot be built or its saved inferred columns read.
     #[error("source {name}: columns: {detail}")]
     Mapping { name: String, detail: String },
+    /// A source's transform does not plan, or the engine failed running it.
+    #[error("source {name}: {detail}")]
+    Transform { name: String, detail: String },
+    /// A lookup the transform joins could not be read.
+    #[error("source {name}: {error}")]
+    Lookup { name: String, error: crate::transform::lookup::LookupError },
     /// An interrupted batch cannot be committed again as it was for the sinks that lack it.
     #[error("batch {batch} cannot be completed for {missing_sinks:?}: {reason}")]
     Stuck { batch: i64, missing_sinks: Vec<String>, reason: String },
@@ -51,6 +57,8 @@ impl Error {
             Error::Folder(_) => ErrorKind::Folder,
             Error::Remote(_) | Error::Downloads { .. } => ErrorKind::Fetch,
             Error::Mapping { .. } => ErrorKind::Mapping,
+            Error::Transform { .. } => ErrorKind::Transform,
+            Error::Lookup { .. } => ErrorKind::Lookup,
             Error::Stuck { .. } => ErrorKind::Stuck,
             Error::File { .. } | Error::StateFolder { .. } => ErrorKind::Io,
             Error::Internal(_) => ErrorKind::Internal,

@@ -4,11 +4,12 @@
 //! A file's path through the code, in order:
 //! [`discover`] (is it complete?) -> [`admit`] with the [`ledger`] (is it new?) -> [`batch`]
 //! (which files commit together) -> [`decode`] (bytes to Arrow) -> [`map`] (nested to flat,
-//! typed columns) -> [`sinks`] (one atomic commit per batch). [`source`] owns one source along
-//! that path (admission, commit, disposition, recovery, replay), [`driver`] runs it (one loop
-//! for `once` and `run`), and [`daemon`] wires the sources, the ledger thread and the HTTP
-//! endpoint together. [`events`] is what an operator sees of it all: log lines, [`metrics`]
-//! and the [`status`] board, written together.
+//! typed columns) -> [`transform`] (the source's SQL, with lookups) -> [`sinks`] (one atomic
+//! commit per batch). [`source`] owns one source along that path (admission, commit,
+//! disposition, recovery, replay), [`driver`] runs it (one loop for `once` and `run`), and
+//! [`daemon`] wires the sources, the ledger thread and the HTTP endpoint together. [`events`] is
+//! what an operator sees of it all: log lines, [`metrics`] and the [`status`] board, written
+//! together.
 
 pub mod admit;
 pub mod batch;
@@ -36,4 +37,5 @@ pub mod sinks;
 pub mod source;
 pub mod status;
 pub mod temp_name;
+pub mod transform;
 pub mod upkeep;

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub values_rescued: IntCounterVec,
     /// Values of fields no column reads, left out (`schema.evolution = "none"`).
     pub fields_ignored: IntCounterVec,
+    /// Rows a source's transform left out (a `WHERE`, an inner join without a match).
+    pub rows_filtered: IntCounterVec,
     /// Columns added to the table by schema evolution.
     pub columns_added: IntCounterVec,
     /// Errors by kind (the `ErrorKind`s of the events module).
@@ -64,6 +66,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     let bad_rows = counter("ingestd_bad_rows_total", "Rows with a value that did not convert.", &["source"])?;
     let values_rescued = counter("ingestd_values_rescued_total", "Values kept in the rescued column.", &["source"])?;
     let fields_ignored = counter("ingestd_fields_ignored_total", "Values of fields no column reads, left out.", &["source"])?;
+    let rows_filtered = counter("ingestd_rows_filtered_total", "Rows a source's transform left out.", &["source"])?;
     let columns_added = counter("ingestd_columns_added_total", "Columns added to the table by schema evolution.", &["source"])?;
     let errors = counter("ingestd_errors_total", "Errors by kind.", &["source", "kind"])?;
     let batch_seconds = HistogramVec::new(
@@ -106,6 +109,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         bad_rows,
         values_rescued,
         fields_ignored,
+        rows_filtered,
         columns_added,
         errors,
         batch_seconds,

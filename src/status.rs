@@ -40,6 +40,8 @@ pub struct SourceStatus {
     pub quarantined: u64,
     /// Why the last batch failed, until one succeeds.
     pub last_error: Option<String>,
+    /// A lookup of the source's transform that cannot be read: the source is not ready.
+    pub lookup_error: Option<String>,
     /// Batches that some sinks hold and others cannot be given (see the runbook): each keeps
     /// the daemon not ready until it is completed or settled by a person.
     pub stuck_batches: Vec<StuckBatch>,
@@ -117,6 +119,9 @@ impl Board {
         for (name, source) in &state.sources {
             if !source.watched {
                 reasons.push(format!("source {name}: start-up scan not done"));
+            }
+            if let Some(error) = &source.lookup_error {
+                reasons.push(format!("source {name}: {error}"));
             }
             for stuck in &source.stuck_batches {
                 reasons.push(format!(

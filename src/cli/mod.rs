@@ -1,9 +1,10 @@
-//! The command line: `run`, `once`, `check`, `status`, `schema`, `inspect`, `quarantine`, `sample`, `druid`.
+//! The command line: `run`, `once`, `check`, `status`, `schema`, `sql`, `inspect`, `quarantine`, `sample`, `druid`.
 
 mod druid;
 mod inspect;
 mod report;
 mod schema;
+mod sql;
 
 use crate::config::{Config, ConfigError};
 use anyhow::{Context, Result};
@@ -57,6 +58,14 @@ pub enum Command {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Run a SQL query over the sinks' tables (Delta and Parquet, by sink name) and the lookups.
+    Sql {
+        /// The query, e.g. `SELECT region_name, count(*) FROM events GROUP BY 1`.
+        query: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: sql::SqlFormat,
     },
     /// Show how a file is read: format, compression, schema and first rows after mapping.
     Inspect {
@@ -190,6 +199,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Schema { source, json } => {
             let config = load_or_default(&cli.config)?;
             runtime()?.block_on(schema::schema(&config, source.as_deref(), json))
+        }
+        Command::Sql { query, format } => {
+            let config = load_or_default(&cli.config)?;
+            runtime()?.block_on(sql::sql(&config, &query, format))
         }
         Command::Sample { out, files, rows, seed, big, bytes } => {
             let totals = match big {

@@ -44,6 +44,9 @@ pub(super) async fn once(config: Config, json: bool) -> Result<i32> {
         if t.rescued_values > 0 {
             line.push_str(&format!(", {} values rescued", t.rescued_values));
         }
+        if t.filtered_rows > 0 {
+            line.push_str(&format!(", {} rows left out by the transform", t.filtered_rows));
+        }
         if t.ignored_values > 0 {
             line.push_str(&format!(", {} values of unmapped fields ignored", t.ignored_values));
         }
@@ -55,6 +58,14 @@ pub(super) async fn once(config: Config, json: bool) -> Result<i32> {
 pub(super) fn check(path: &Path) -> Result<i32> {
     match Config::load(path) {
         Ok(config) => {
+            let problems = super::runtime()?.block_on(super::sql::transform_problems(&config));
+            if !problems.is_empty() {
+                println!("{}: {} problem(s)", path.display(), problems.len());
+                for problem in problems {
+                    println!("  {problem}");
+                }
+                return Ok(1);
+            }
             println!("{}: ok", path.display());
             for (name, source) in &config.sources {
                 let columns = if source.columns.is_empty() { "inferred".to_string() } else { source.columns.len().to_string() };

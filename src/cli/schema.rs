@@ -12,13 +12,21 @@ pub(super) async fn source_mapping(config: &Config, name: &str) -> Result<Option
     let source = config.sources.get(name).with_context(|| format!("no source named {name:?}"))?;
     let configured = crate::source::configured_mapping(name, source)?;
     let adds_columns = source.schema.evolution(source.columns.is_empty()) == crate::config::Evolution::AddColumns;
+    // A transform's table holds the query's output: those are the columns the sinks get.
     if let Some(mapping) = &configured
         && !adds_columns
+        && source.transform.is_none()
     {
         return Ok(Some((mapping.clone(), "the config".into())));
     }
     for sink in sinks(config, name)? {
         if let Some(schema) = sink.table_schema().await? {
+            if source.transform.is_some() {
+                let options =
+                    crate::map::MappingOptions { metadata_columns: false, rescued: None, ..crate::map::MappingOptions::of(source) };
+                let mapping = Mapping::from_schema(&schema, options).map_err(|e| anyhow::anyhow!("sink {}: {e}", sink.name()))?;
+                return Ok(Some((mapping, format!("the table of sink {} (the transform's output)", sink.name()))));
+            }
             let legacy = crate::source::legacy_path(config, name);
             let mapping =
                 crate::source::table_mapping(name, source, &schema, &legacy).map_err(|e| anyhow::anyhow!("sink {}: {e}", sink.name()))?;

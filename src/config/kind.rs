@@ -278,6 +278,7 @@ impl SourceConfig<KindKeys> {
             format: self.format,
             columns: self.columns,
             schema: self.schema,
+            transform: self.transform,
             metadata_columns: self.metadata_columns,
             on_bad_row: self.on_bad_row,
             allow_overwrites: self.allow_overwrites,

@@ -7,6 +7,7 @@ mod columns;
 mod druid;
 mod kafka;
 mod kind;
+mod lookup;
 mod remote;
 mod schema;
 mod secret;
@@ -21,10 +22,11 @@ pub use druid::{
 };
 pub use kafka::{KafkaCompression, KafkaExactlyOnce, KafkaSinkConfig, is_secret};
 pub use kind::{SourceKind, SourceKindName};
+pub use lookup::{LookupConfig, LookupFormat};
 pub use remote::{FetchConfig, HttpKind, HttpSourceConfig, ListingKind, PushConfig, S3Config, S3Kind, parse_s3_url};
 pub use schema::{Evolution, SchemaConfig};
 pub use secret::Secret;
-pub use sink::{DeltaSinkConfig, ParquetCompression, ParquetSinkConfig, SinkConfig};
+pub use sink::{DeltaSinkConfig, DeltaWriteMode, ParquetCompression, ParquetSinkConfig, SinkConfig};
 pub use source::{AfterCommit, BadRowPolicy, BatchConfig, CsvConfig, FormatConfig, FormatKind, SourceConfig};
 
 use indexmap::IndexMap;
@@ -62,6 +64,9 @@ pub struct Config {
     /// Sinks by name.
     #[serde(default)]
     pub sinks: IndexMap<String, SinkConfig>,
+    /// Small tables by name, which every source's `transform` can join.
+    #[serde(default)]
+    pub lookups: IndexMap<String, LookupConfig>,
 }
 
 /// The HTTP endpoint: `/metrics` (Prometheus) and `/healthz`.
@@ -270,6 +275,12 @@ pub mod defaults {
     pub fn druid_max_attempts() -> u32 {
         3
     }
+    pub fn delta_write_mode() -> super::DeltaWriteMode {
+        super::DeltaWriteMode::Append
+    }
+    pub fn merge_memory_limit() -> ByteSize {
+        ByteSize(512 << 20)
+    }
 }
 
 /// Why a configuration was refused. `Invalid` lists every problem, each naming its key.
@@ -346,6 +357,11 @@ impl Config {
                 resolve(dir);
             }
         }
+        for lookup in self.lookups.values_mut() {
+            if !lookup.path.contains("://") {
+                lookup.path = join_clean(base, Path::new(&lookup.path)).to_string_lossy().into_owned();
+            }
+        }
         for sink in self.sinks.values_mut() {
             match sink {
                 SinkConfig::Delta(delta) if !delta.uri.contains("://") => {
@@ -408,6 +424,22 @@ impl Config {
             if let SinkConfig::Kafka(kafka) = sink {
                 problems.extend(kafka.problems(&format!("sinks.{name}")));
             }
+            if let SinkConfig::Delta(delta) = sink {
+                problems.extend(delta.merge_problems(&format!("sinks.{name}")));
+            }
+        }
+        for (name, lookup) in &self.lookups {
+            if !valid_name(name) || name == "batch" {
+                problems.push(format!("lookups.{name}: a lookup name must be letters, digits, '-' or '_', and not \"batch\""));
+            }
+            if lookup.is_s3() {
+                if let Err(e) = parse_s3_url(&lookup.path) {
+                    problems.push(format!("lookups.{name}.path: {e}"));
+                }
+                problems.extend(lookup.s3.problems(&format!("lookups.{name}.s3")));
+            } else if !std::path::Path::new(&lookup.path).exists() {
+                problems.push(format!("lookups.{name}.path: {} does not exist", lookup.path));
+            }
         }
         problems.extend(druid::wiring_problems(self));
         push_problems(self, &mut problems);
@@ -453,13 +485,18 @@ fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems:
         }
     }
     schema_problems(&key, source, problems);
+    if let Some(sql) = &source.transform
+        && sql.trim().is_empty()
+    {
+        problems.push(format!("{key}.transform: an empty query"));
+    }
     if source.sinks.is_empty() {
         problems.push(format!("{key}.sinks: name at least one sink"));
     }
     for (i, sink_name) in source.sinks.iter().enumerate() {
         match config.sinks.get(sink_name) {
             None => problems.push(format!("{key}.sinks[{i}]: no sink named {sink_name:?} under [sinks]")),
-            Some(sink) if !source.columns.is_empty() => {
+            Some(sink) if !source.columns.is_empty() && source.transform.is_none() => {
                 let (field, columns) = sink.columns_named();
                 for column in columns {
                     if !source.columns.contains_key(column) {

@@ -58,6 +58,80 @@ pub struct DeltaSinkConfig {
     /// before vacuum deletes it.
     #[serde(default = "defaults::vacuum_retention")]
     pub vacuum_retention: HumanDuration,
+    /// `append` adds every row; `merge` merges each batch into the table by `merge_key`
+    /// (upserts, and deletes with `delete_when`), in one commit with the batch's `txn`.
+    #[serde(default = "defaults::delta_write_mode")]
+    pub mode: DeltaWriteMode,
+    /// The columns that identify a row (`mode = "merge"`). Within one batch the last row of
+    /// each key wins (the highest `sequence_column`, then the latest in file order), so the
+    /// merge never sees two rows for one stored row.
+    #[serde(default)]
+    pub merge_key: Vec<String>,
+    /// A column ordering the versions of a row (a change number, an update time): a row
+    /// replaces or deletes the stored one only if its value is greater (a stored null always
+    /// loses; an incoming null never wins). Unset: the newest batch wins.
+    #[serde(default)]
+    pub sequence_column: Option<String>,
+    /// A SQL predicate over the batch's columns that marks a row as a delete of its key, e.g.
+    /// `op = 'D'`. A delete of a key the table lacks does nothing.
+    #[serde(default)]
+    pub delete_when: Option<String>,
+    /// Insert the rows whose key the table lacks and drop the rest: dedupe by key (no update,
+    /// no delete).
+    #[serde(default)]
+    pub insert_only: bool,
+    /// Record inserts, updates and deletes in the table's change data feed
+    /// (`delta.enableChangeDataFeed`), set when the table is created.
+    #[serde(default)]
+    pub change_data_feed: bool,
+    /// Memory a merge may use before it spills to disk (`mode = "merge"`).
+    #[serde(default = "defaults::merge_memory_limit")]
+    pub merge_memory_limit: ByteSize,
+}
+
+/// How a Delta sink writes a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeltaWriteMode {
+    Append,
+    Merge,
+}
+
+impl DeltaSinkConfig {
+    pub fn merges(&self) -> bool {
+        self.mode == DeltaWriteMode::Merge
+    }
+
+    /// Problems of the merge keys, each naming its key under `key` (`sinks.NAME`).
+    pub fn merge_problems(&self, key: &str) -> Vec<String> {
+        let mut problems = Vec::new();
+        let merge_keys_set = !self.merge_key.is_empty()
+            || self.sequence_column.is_some()
+            || self.delete_when.is_some()
+            || self.insert_only
+            || self.change_data_feed;
+        if !self.merges() {
+            if merge_keys_set && !self.change_data_feed {
+                problems.push(format!("{key}.mode: merge_key, sequence_column, delete_when and insert_only need mode = \"merge\""));
+            }
+            return problems;
+        }
+        if self.merge_key.is_empty() {
+            problems.push(format!("{key}.merge_key: mode = \"merge\" needs the columns that identify a row"));
+        }
+        if self.insert_only && (self.sequence_column.is_some() || self.delete_when.is_some()) {
+            problems.push(format!("{key}.insert_only: inserts only, so sequence_column and delete_when would never apply"));
+        }
+        if let Some(predicate) = &self.delete_when
+            && predicate.trim().is_empty()
+        {
+            problems.push(format!("{key}.delete_when: an empty predicate"));
+        }
+        if self.merge_memory_limit.0 < (16 << 20) {
+            problems.push(format!("{key}.merge_memory_limit: at least 16MB"));
+        }
+        problems
+    }
 }
 
 /// A folder of Parquet files with deterministic names, one or more per batch.

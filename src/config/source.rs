@@ -63,6 +63,14 @@ pub struct SourceConfig<K = SourceKind> {
     /// How the columns follow the data: evolution mode, rescued column, type hints.
     #[serde(default)]
     pub schema: SchemaConfig,
+    /// One SQL query (DataFusion's dialect) over each micro-batch's rows, the table `batch`, and
+    /// the `[lookups]` by name; its result is what the sinks receive. For example `SELECT
+    /// pickup_datetime, passenger_count FROM batch WHERE passenger_count > 3`. It must be
+    /// row by row (filters, projections, functions, joins with lookups): aggregations, window
+    /// functions, `DISTINCT`, `ORDER BY` and `LIMIT` would see only part of a batch and are
+    /// refused (ask `ingestd sql` over the table instead).
+    #[serde(default)]
+    pub transform: Option<String>,
     /// Add `_source_file` (the file's name) and `_ingested_at` (commit time) columns.
     #[serde(default = "defaults::yes")]
     pub metadata_columns: bool,

@@ -287,6 +287,7 @@ fn the_documented_configs_parse() {
         include_str!("../../docs/http-source.md"),
         include_str!("../../docs/push-api.md"),
         include_str!("../../docs/druid.md"),
+        include_str!("../../docs/sql.md"),
         include_str!("../../README.md"),
     ];
     let mut blocks = 0;
@@ -322,4 +323,50 @@ fn schema_keys_default_by_whether_columns_are_inferred_and_problems_name_the_key
         let err = parse(&with(keys)).unwrap_err().to_string();
         assert!(err.contains(named), "{keys}: {err}");
     }
+}
+
+#[test]
+fn merge_and_lookup_keys_are_checked_and_problems_name_the_key() {
+    let merging = |keys: &str| MINIMAL.replace("uri = \"lake\"", &format!("uri = \"lake\"\n{keys}"));
+    let ok = parse(&merging("mode = \"merge\"\nmerge_key = [\"id\"]\nsequence_column = \"seq\"\ndelete_when = \"op = 'D'\"")).unwrap();
+    match &ok.sinks["lake"] {
+        SinkConfig::Delta(d) => assert!(d.merges() && d.merge_memory_limit.0 == 512 << 20),
+        other => panic!("{other:?}"),
+    }
+    for (keys, wanted) in [
+        ("mode = \"merge\"", "sinks.lake.merge_key:"),
+        ("merge_key = [\"id\"]", "sinks.lake.mode:"),
+        ("mode = \"merge\"\nmerge_key = [\"id\"]\ninsert_only = true\ndelete_when = \"op = 'D'\"", "sinks.lake.insert_only:"),
+        ("mode = \"upsert\"", "unknown variant"),
+    ] {
+        let error = parse(&merging(keys)).unwrap_err().to_string();
+        assert!(error.contains(wanted), "{keys}: {error}");
+    }
+    let lookup = |name: &str| format!("{MINIMAL}\n[lookups.{name}]\npath = \"/nonexistent/regions.csv\"\n");
+    let error = parse(&lookup("batch")).unwrap_err().to_string();
+    assert!(error.contains("lookups.batch:") && error.contains("lookups.batch.path:"), "{error}");
+    let error = parse(&MINIMAL.replace("sinks = [\"lake\"]", "sinks = [\"lake\"]\ntransform = \" \"")).unwrap_err().to_string();
+    assert!(error.contains("sources.a.transform: an empty query"), "{error}");
+}
+
+#[test]
+fn a_druid_sink_loading_a_merge_mode_table_is_refused_with_the_reason() {
+    let text = r#"
+        [sources.a]
+        path = "drop"
+        sinks = ["lake", "druid"]
+        [sinks.lake]
+        kind = "delta"
+        uri = "lake"
+        mode = "merge"
+        merge_key = ["id"]
+        [sinks.druid]
+        kind = "druid"
+        lake = "lake"
+        overlord = "http://localhost:8081"
+        datasource = "d"
+        timestamp_column = "_ingested_at"
+    "#;
+    let error = parse(text).unwrap_err().to_string();
+    assert!(error.contains("sinks.druid.lake:") && error.contains("twice"), "{error}");
 }

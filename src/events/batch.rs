@@ -18,6 +18,8 @@ pub struct BatchCommitted<'a> {
     pub rescued: u64,
     /// Values of fields no column reads, left out.
     pub ignored: u64,
+    /// Rows the transform left out.
+    pub filtered: u64,
     /// (sink, the sink's reference for the commit)
     pub commits: &'a [(String, String)],
     pub seconds: f64,
@@ -34,6 +36,7 @@ impl Event for BatchCommitted<'_> {
         METRICS.bad_rows.with_label_values(&[self.source]).inc_by(self.bad_rows);
         METRICS.values_rescued.with_label_values(&[self.source]).inc_by(self.rescued);
         METRICS.fields_ignored.with_label_values(&[self.source]).inc_by(self.ignored);
+        METRICS.rows_filtered.with_label_values(&[self.source]).inc_by(self.filtered);
         METRICS.batch_seconds.with_label_values(&[self.source]).observe(self.seconds);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         for (sink, _) in self.commits {
@@ -58,6 +61,22 @@ impl Event for BatchFailed<'_> {
         error!(source = %self.source, error = %self.error, sink_error = ?self.sink_kind, retry_in = ?self.retry_in, "batch failed; will retry");
         count_error(self.source, self.kind);
         STATUS.source(self.source, |s| s.last_error = Some(self.error.to_string()));
+    }
+}
+
+/// A source's lookups were read for a batch, or one of them could not be: until they can, the
+/// source commits nothing and the daemon is not ready.
+pub struct LookupsRead<'a> {
+    pub source: &'a str,
+    pub error: Option<&'a crate::transform::lookup::LookupError>,
+}
+
+impl Event for LookupsRead<'_> {
+    fn emit(self) {
+        if let Some(error) = self.error {
+            warn!(source = %self.source, error = %error, "a lookup cannot be read; the source waits");
+        }
+        STATUS.source(self.source, |s| s.lookup_error = self.error.map(|e| e.to_string()));
     }
 }
 

@@ -16,7 +16,7 @@ mod sink;
 /// What a stuck batch reports (the status board keeps the list).
 pub use crate::status::StuckBatch;
 pub use batch::{
-    BatchAbandoned, BatchCommitted, BatchFailed, BatchRecorded, BatchReopened, BatchReplaying, LedgerClosed, LedgerRebuilt,
+    BatchAbandoned, BatchCommitted, BatchFailed, BatchRecorded, BatchReopened, BatchReplaying, LedgerClosed, LedgerRebuilt, LookupsRead,
     MaintenanceFailed, MaintenanceRan, SourceHealthy, SourceQueue, SourceWatched, StuckBatches,
 };
 pub use daemon::{ReloadApplied, ReloadRefused, SourceNotStarted};
@@ -54,6 +54,10 @@ pub enum ErrorKind {
     Fetch,
     /// The columns could not be built or loaded.
     Mapping,
+    /// A source's transform does not plan against its columns, or the engine failed.
+    Transform,
+    /// A lookup could not be read: the source waits rather than commit rows joined to nothing.
+    Lookup,
     /// A file could not be moved, deleted or written.
     Io,
     /// A batch cannot be completed for every sink (see `ingestd_batches_stuck`).
@@ -75,6 +79,8 @@ impl ErrorKind {
             ErrorKind::Folder => "folder",
             ErrorKind::Fetch => "fetch",
             ErrorKind::Mapping => "mapping",
+            ErrorKind::Transform => "transform",
+            ErrorKind::Lookup => "lookup",
             ErrorKind::Io => "io",
             ErrorKind::Stuck => "stuck",
             ErrorKind::Maintenance => "maintenance",

@@ -4,6 +4,7 @@
 
 mod commits;
 mod maintenance;
+mod merge;
 mod schema;
 
 use super::{BatchManifest, Sink, SinkError, SinkErrorKind, SinkWriter, Upkeep};
@@ -85,11 +86,15 @@ fn table_url(sink: &str, uri: &str) -> Result<Url, SinkError> {
 
 /// The table handle, not loaded: an `s3://` table gets the sink's S3 options.
 fn unloaded_table(sink: &str, config: &DeltaSinkConfig) -> Result<DeltaTable, SinkError> {
-    let url = table_url(sink, &config.uri)?;
+    unloaded_table_at(sink, &config.uri, &config.s3)
+}
+
+fn unloaded_table_at(sink: &str, uri: &str, s3: &crate::config::S3Config) -> Result<DeltaTable, SinkError> {
+    let url = table_url(sink, uri)?;
     let mut builder = deltalake::DeltaTableBuilder::from_url(url).map_err(|e| SinkError::storage(sink, e))?;
-    if config.uri.starts_with("s3://") || config.uri.starts_with("s3a://") {
+    if uri.starts_with("s3://") || uri.starts_with("s3a://") {
         register_s3();
-        builder = builder.with_storage_options(config.s3.storage_options());
+        builder = builder.with_storage_options(s3.storage_options());
     }
     builder.build().map_err(|e| SinkError::storage(sink, e))
 }
@@ -102,8 +107,14 @@ fn register_s3() {
 
 /// The table at its latest version, or `None` if there is no table yet.
 async fn open_existing(sink: &str, config: &DeltaSinkConfig) -> Result<Option<DeltaTable>, SinkError> {
+    open_table_at(sink, &config.uri, &config.s3).await
+}
+
+/// The Delta table at `uri` (a path or `s3://`) at its latest version, or `None` if there is
+/// none; `sink` names it in errors. For readers of tables besides the sinks (lookups, `sql`).
+pub(crate) async fn open_table_at(sink: &str, uri: &str, s3: &crate::config::S3Config) -> Result<Option<DeltaTable>, SinkError> {
     let err = |e: DeltaTableError| SinkError::storage(sink, e);
-    let mut table = unloaded_table(sink, config)?;
+    let mut table = unloaded_table_at(sink, uri, s3)?;
     // Listing `_delta_log/` answers quietly; the kernel's own check logs an error for a new table.
     let log_prefix = deltalake::Path::from("_delta_log");
     let mut listing = table.object_store().list(Some(&log_prefix));
@@ -182,12 +193,16 @@ impl Sink for DeltaSink {
             .map(|f| schema::struct_field(f))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| SinkError::schema_mismatch(&self.name, &e))?;
-        let created = table
+        self.check_merge_columns(&schema)?;
+        let mut create = table
             .create()
             .with_columns(columns)
             .with_partition_columns(self.config.partition_by.clone())
-            .with_table_name(self.name.clone())
-            .await;
+            .with_table_name(self.name.clone());
+        if self.config.change_data_feed {
+            create = create.with_configuration_property(deltalake::TableProperty::EnableChangeDataFeed, Some("true"));
+        }
+        let created = create.await;
         match created {
             Ok(table) => self.sync_log(&table, 0, 0).await,
             // Another source sharing this table created it first.
@@ -255,6 +270,7 @@ impl Sink for DeltaSink {
         *cached = Some(table.clone());
         let have = schema::table_schema(&table).map_err(|e| self.err(e))?;
         let added = schema::added_columns(&have, &schema).map_err(|e| SinkError::schema_mismatch(&self.name, &e))?;
+        let append_schema = schema.clone();
         let writer = if added.is_empty() {
             RecordBatchWriter::for_table(&table)
         } else {
@@ -267,18 +283,33 @@ impl Sink for DeltaSink {
         }
         .map_err(|e| self.err(e))?
         .with_writer_properties(writer_properties(&self.name, &self.config)?);
-        Ok(Box::new(DeltaBatchWriter {
+        let append = DeltaBatchWriter {
             sink: self.name.clone(),
             durable: self.durable.clone(),
             app_id: self.app_id.clone(),
             flush_at: self.config.target_file_size.0 as usize,
             partition_by: self.config.partition_by.clone(),
             target: writer.arrow_schema(),
-            added,
-            table,
+            added: added.clone(),
+            table: table.clone(),
             writer,
             adds: Vec::new(),
-        }))
+        };
+        if !self.config.merges() {
+            return Ok(Box::new(append));
+        }
+        self.check_merge_columns(&append_schema)?;
+        let merge = merge::Merge {
+            sink: self.name.clone(),
+            config: self.config.clone(),
+            app_id: self.app_id.clone(),
+            durable: self.durable.clone(),
+            table,
+            added,
+            schema: append_schema,
+            rows: Vec::new(),
+        };
+        Ok(Box::new(merge::DeltaMergeWriter { merge, empty: Box::new(append) }))
     }
 
     fn upkeep(&self) -> Option<Box<dyn Upkeep>> {
@@ -287,11 +318,31 @@ impl Sink for DeltaSink {
 }
 
 impl DeltaSink {
+    /// In merge mode, the key and sequence columns must be columns of the batches.
+    fn check_merge_columns(&self, schema: &SchemaRef) -> Result<(), SinkError> {
+        if !self.config.merges() {
+            return Ok(());
+        }
+        let named = self
+            .config
+            .merge_key
+            .iter()
+            .map(|c| ("merge_key", c))
+            .chain(self.config.sequence_column.iter().map(|c| ("sequence_column", c)));
+        for (key, column) in named {
+            if schema.field_with_name(column).is_err() {
+                return Err(SinkError::schema_mismatch(&self.name, &format!("{key}: {column:?} is not a column of the batches")));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks an existing table against the mapping (a column both have has one type; columns
     /// the table lacks are added by the first batch that writes them) and makes sure the log
     /// this run builds on is on disk (a crash before may have left it in the page cache only);
     /// entries before the last checkpoint are covered by it.
     async fn adopt(&self, table: &DeltaTable, schema: &SchemaRef) -> Result<(), SinkError> {
+        self.check_merge_columns(schema)?;
         let have = schema::table_schema(table).map_err(|e| self.err(e))?;
         schema::added_columns(&have, schema).map_err(|e| SinkError::schema_mismatch(&self.name, &e))?;
         let version = table.version().map_or(0, |v| v as i64);
@@ -420,6 +471,21 @@ impl SinkWriter for DeltaBatchWriter {
         }
         Ok(format!("delta version {version}"))
     }
+}
+
+/// After a commit another operation made (a merge): fsyncs the data files version `version` added
+/// and the log entries from `read` through it, on a local table.
+async fn sync_committed(sink: &str, table: &DeltaTable, durable: &DurableLog, read: i64, version: i64) -> Result<(), SinkError> {
+    let Ok(root) = table.table_url().to_file_path() else { return Ok(()) };
+    let err = |e: String| SinkError::storage(sink, e);
+    let bytes = table.log_store().read_commit_entry(version as u64).await.map_err(|e| err(e.to_string()))?;
+    let actions = match bytes {
+        Some(bytes) => deltalake::logstore::get_actions(version as u64, &bytes).map_err(|e| err(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let paths: Vec<_> = actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(root.join(&add.path)) } else { None }).collect();
+    fsync_files_and_folders(&root, &paths).map_err(|e| err(format!("fsync data files: {e}")))?;
+    durable.sync_through(&root, read, version).await.map_err(|e| err(format!("fsync commit {version}: {e}")))
 }
 
 /// fsyncs each file and each distinct folder holding one (so the new names are durable too).

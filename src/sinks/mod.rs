@@ -10,6 +10,7 @@ mod kafka;
 mod parquet;
 
 pub use self::delta::DeltaSink;
+pub(crate) use self::delta::open_table_at;
 pub use self::druid::{DruidSink, submit_supervisor_in_background};
 pub use self::kafka::KafkaSink;
 pub use self::parquet::ParquetSink;
@@ -34,6 +35,9 @@ pub struct BatchManifest {
     /// it reads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns_added: Vec<AddedColumn>,
+    /// The lookups this batch's transform joined, each at the version it used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookups: Vec<crate::transform::LookupUse>,
 }
 
 /// A column added by schema evolution, and the file that brought its field.

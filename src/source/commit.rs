@@ -8,10 +8,11 @@ use super::disposition::Dropped;
 use super::read::{Decoded, FileRows, ReadJob};
 use crate::admit::AdmittedFile;
 use crate::error::Error;
-use crate::events::{self, BatchCommitted, SinkCommitFailed, SinkCommitted};
+use crate::events::{self, BatchCommitted, LookupsRead, SinkCommitFailed, SinkCommitted};
 use crate::ledger::BatchEntry;
 use crate::map::Mapping;
 use crate::sinks::{BatchManifest, ManifestFile, SinkWriter};
+use crate::transform::Planned;
 use crate::upkeep::UpkeepTask;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -33,6 +34,8 @@ pub struct BatchReport {
     pub rescued_values: u64,
     /// Values of fields no column reads, left out.
     pub ignored_values: u64,
+    /// Rows the transform left out.
+    pub filtered_rows: u64,
     /// (sink, the sink's reference for the commit)
     pub commits: Vec<(String, String)>,
 }
@@ -42,6 +45,8 @@ pub(super) struct Written {
     pub writers: Vec<(usize, Box<dyn SinkWriter>)>,
     /// What each file gave, in order; fewer than the files when `max_rows` was reached.
     pub per_file: Vec<FileRows>,
+    /// The lookups the transform joined, at the versions it used.
+    pub lookups: Vec<crate::transform::LookupUse>,
 }
 
 impl Source {
@@ -151,20 +156,23 @@ impl Source {
         targets: &[usize],
         ingested_at: i64,
     ) -> Result<Result<Written, (usize, Dropped)>, Error> {
-        self.prepare_sinks(&mapping).await?;
         // Each reading again adds columns, so this ends; the bound guards against a field that
         // would be found again and again.
         for _ in 0..MAX_EVOLUTIONS_PER_BATCH {
             let plan =
                 mapping.decode_plan(&self.config.format).map_err(|e| Error::Mapping { name: self.name.clone(), detail: e.to_string() })?;
+            let transform = self.planned_transform(&mapping).await?;
+            let output = transform.as_ref().map_or_else(|| mapping.schema(), |t| t.output());
+            self.prepare_sinks(&output).await?;
             let mut writers = Vec::with_capacity(targets.len());
             for &i in targets {
-                writers.push((i, self.sinks[i].begin(mapping.schema()).await?));
+                writers.push((i, self.sinks[i].begin(output.clone()).await?));
             }
             let (tx, mut rx) = mpsc::channel(CHANNEL_DEPTH);
             let job = ReadJob {
                 plan,
                 mapping: mapping.clone(),
+                transform: transform.clone(),
                 max_rows: self.config.batch.max_rows as u64,
                 ingested_at,
                 threads: self.decode_threads,
@@ -185,10 +193,16 @@ impl Source {
                     Decoded::FileHasNewFields(discovered) => stopped = Some(Ok(discovered)),
                 }
             }
-            decoding.await.map_err(|e| Error::task("decoding thread", e))?;
+            decoding
+                .await
+                .map_err(|e| Error::task("decoding thread", e))?
+                .map_err(|e| Error::Transform { name: self.name.clone(), detail: e.to_string() })?;
             // Nothing is committed on the way out: the writers' files are orphans no reader sees.
             match stopped {
-                None => return Ok(Ok(Written { writers, per_file })),
+                None => {
+                    let lookups = transform.map(|t| t.lookups_used()).unwrap_or_default();
+                    return Ok(Ok(Written { writers, per_file, lookups }));
+                }
                 Some(Err(dropped)) => return Ok(Err(dropped)),
                 Some(Ok(discovered)) => mapping = self.add_columns(&mapping, &discovered).await?,
             }
@@ -221,6 +235,7 @@ impl Source {
                 .map(|(f, done)| ManifestFile { name: f.name.clone(), hash: f.hash.clone(), rows: done.rows })
                 .collect(),
             columns_added: self.columns_added.clone(),
+            lookups: written.lookups.clone(),
         };
         let mut report = BatchReport {
             seq,
@@ -230,6 +245,7 @@ impl Source {
             bad_rows: written.per_file.iter().map(|d| d.bad_rows).sum(),
             rescued_values: written.per_file.iter().map(|d| d.rescued).sum(),
             ignored_values: written.per_file.iter().map(|d| d.ignored).sum(),
+            filtered_rows: written.per_file.iter().map(|d| d.filtered).sum(),
             commits: Vec::new(),
         };
         for (i, writer) in written.writers {
@@ -249,6 +265,7 @@ impl Source {
             bad_rows: report.bad_rows,
             rescued: report.rescued_values,
             ignored: report.ignored_values,
+            filtered: report.filtered_rows,
             commits: &report.commits,
             seconds: started.elapsed().as_secs_f64(),
         });
@@ -304,13 +321,36 @@ impl Source {
         Ok(reference)
     }
 
-    /// Creates or checks every sink's table once, and starts their upkeep.
-    async fn prepare_sinks(&mut self, mapping: &Mapping) -> Result<(), Error> {
+    /// The source's transform planned for a batch of `mapping`, with every lookup at its
+    /// current version; `None` without a transform. A lookup that cannot be read fails the batch
+    /// (and keeps the daemon not ready) rather than commit rows joined to nothing.
+    async fn planned_transform(&mut self, mapping: &Mapping) -> Result<Option<std::sync::Arc<Planned>>, Error> {
+        let Some(transform) = &mut self.transform else { return Ok(None) };
+        let lookups = match transform.lookups().await {
+            Ok(lookups) => {
+                events::emit(LookupsRead { source: &self.name, error: None });
+                lookups
+            }
+            Err(error) => {
+                events::emit(LookupsRead { source: &self.name, error: Some(&error) });
+                return Err(Error::Lookup { name: self.name.clone(), error });
+            }
+        };
+        let planned = transform
+            .plan_for(mapping.schema(), &lookups)
+            .await
+            .map_err(|e| Error::Transform { name: self.name.clone(), detail: e.to_string() })?;
+        Ok(Some(planned))
+    }
+
+    /// Creates or checks every sink's table once (with the columns the sinks receive), and
+    /// starts their upkeep.
+    async fn prepare_sinks(&mut self, schema: &arrow::datatypes::SchemaRef) -> Result<(), Error> {
         if self.prepared {
             return Ok(());
         }
         for sink in &mut self.sinks {
-            sink.prepare(mapping.schema()).await?;
+            sink.prepare(schema.clone()).await?;
         }
         for sink in &self.sinks {
             if let Some(upkeep) = sink.upkeep() {

@@ -27,8 +27,11 @@ pub(super) struct Columns {
 
 impl Columns {
     pub(super) fn load(config: &Config, name: &str, source: &SourceConfig) -> Result<Columns, Error> {
-        let reads_table = source.columns.is_empty() || source.schema.evolution(false) == Evolution::AddColumns;
-        let mapping = match reads_table {
+        // A transform's table holds its output, not the input's columns.
+        let reads_table =
+            source.transform.is_none() && (source.columns.is_empty() || source.schema.evolution(false) == Evolution::AddColumns);
+        // Inferred columns (with or without a transform) are known at the first batch.
+        let mapping = match reads_table || source.columns.is_empty() {
             true => None,
             false => Some(build_mapping(name, source, &source.columns)?),
         };
@@ -43,7 +46,9 @@ impl Source {
         if let Some(mapping) = &self.columns.mapping {
             return Ok(Ok(mapping.clone()));
         }
-        if let Some(mapping) = self.table_mapping().await? {
+        if self.columns.reads_table
+            && let Some(mapping) = self.table_mapping().await?
+        {
             self.columns.mapping = Some(mapping.clone());
             return Ok(Ok(mapping));
         }
@@ -67,7 +72,7 @@ impl Source {
             Ok(columns) => columns,
             Err(e) => return Ok(Err(e)),
         };
-        let columns = with_hints(columns, &self.config);
+        let columns = self.with_table_types(with_hints(columns, &self.config)).await?;
         let mapping = match build_mapping(&self.name, &self.config, &columns) {
             Ok(mapping) => mapping,
             Err(e) => return Ok(Err(DecodeError::malformed(e.to_string(), None))),
@@ -75,6 +80,28 @@ impl Source {
         events::emit(ColumnsInferred { source: &self.name, file: &first.name, columns: columns.len() });
         self.columns.mapping = Some(mapping.clone());
         Ok(Ok(mapping))
+    }
+
+    /// Inferred `columns` with the columns a transform passed through to the table (they carry
+    /// their input path) as the table has them, so that a restart maps them as before. The
+    /// fields a transform only reads are inferred again; `columns` pins their types.
+    async fn with_table_types(&self, mut columns: IndexMap<String, ColumnConfig>) -> Result<IndexMap<String, ColumnConfig>, Error> {
+        if self.config.transform.is_none() {
+            return Ok(columns);
+        }
+        for sink in &self.sinks {
+            let Some(schema) = sink.table_schema().await? else { continue };
+            let passed: Vec<_> = schema.fields().iter().filter(|f| f.metadata().contains_key(PATH_METADATA)).cloned().collect();
+            if passed.is_empty() {
+                break;
+            }
+            let options = MappingOptions { metadata_columns: false, rescued: None, ..MappingOptions::of(&self.config) };
+            let table = Mapping::from_schema(&Schema::new(passed), options)
+                .map_err(|e| Error::Mapping { name: self.name.clone(), detail: format!("sink {}: {e}", sink.name()) })?;
+            columns.extend(table.columns());
+            break;
+        }
+        Ok(columns)
     }
 
     /// The mapping the first sink with a table says, if one has a table yet (see

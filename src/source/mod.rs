@@ -35,6 +35,7 @@ use crate::error::Error;
 use crate::events::{self, SourceQueue};
 use crate::ledger::{Ledger, LedgerError, LedgerHandle};
 use crate::sinks::Sink;
+use crate::transform::Transform;
 use crate::upkeep::UpkeepTask;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -53,6 +54,8 @@ pub struct Totals {
     pub rescued_values: u64,
     /// Values of fields no column reads, left out (`schema.evolution = "none"`).
     pub ignored_values: u64,
+    /// Rows the transform left out.
+    pub filtered_rows: u64,
 }
 
 impl Totals {
@@ -67,6 +70,7 @@ impl Totals {
         self.quarantined += other.quarantined;
         self.rescued_values += other.rescued_values;
         self.ignored_values += other.ignored_values;
+        self.filtered_rows += other.filtered_rows;
     }
 
     fn add_batch(&mut self, report: &BatchReport) {
@@ -77,6 +81,7 @@ impl Totals {
         self.bad_rows += report.bad_rows;
         self.rescued_values += report.rescued_values;
         self.ignored_values += report.ignored_values;
+        self.filtered_rows += report.filtered_rows;
     }
 }
 
@@ -91,6 +96,8 @@ pub struct Source {
     /// Columns added since the last commit, for the next batch's manifest.
     columns_added: Vec<crate::sinks::AddedColumn>,
     sinks: Vec<Box<dyn Sink>>,
+    /// The source's SQL over each batch, if it has one.
+    transform: Option<Transform>,
     /// The sinks' upkeep tasks, started once the sinks are prepared.
     upkeep: Vec<UpkeepTask>,
     prepared: bool,
@@ -116,6 +123,7 @@ impl Source {
     /// [`Source::recover`] before the first batch.
     pub fn new(name: &str, config: &Config, ledger: LedgerHandle, sinks: Vec<Box<dyn Sink>>) -> Result<Source, Error> {
         let source = config.sources.get(name).ok_or_else(|| Error::Internal(format!("no source {name}")))?.clone();
+        let transform = source.transform.as_deref().map(|sql| Transform::new(sql, source.on_bad_row, &config.lookups));
         Ok(Source {
             name: name.to_string(),
             columns: mapping::Columns::load(config, name, &source)?,
@@ -126,6 +134,7 @@ impl Source {
             decode_threads: config.decode_threads,
             quarantine_dir: config.quarantine_dir.clone(),
             sinks,
+            transform,
             upkeep: Vec::new(),
             prepared: false,
             ledger,

@@ -9,10 +9,11 @@ use super::disposition::Dropped;
 use crate::admit::AdmittedFile;
 use crate::decode::{self, DecodeError, DecodePlan, Position};
 use crate::map::{Discovered, Mapping};
+use crate::transform::{Planned, Runner, TransformError};
 use arrow::record_batch::RecordBatch;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use tokio::sync::mpsc;
 
 /// What the decoding threads report, in file order.
@@ -36,6 +37,8 @@ pub(super) struct FileRows {
     pub rescued: u64,
     /// Values of fields no column reads, left out.
     pub ignored: u64,
+    /// Rows the transform left out.
+    pub filtered: u64,
 }
 
 /// Mapped record batches a file may hold ready before the forwarder takes them.
@@ -48,6 +51,8 @@ type FileSender = Mutex<Option<SyncSender<Decoded>>>;
 pub(super) struct ReadJob {
     pub plan: DecodePlan,
     pub mapping: Mapping,
+    /// The source's SQL over the mapped rows, if it has one.
+    pub transform: Option<Arc<Planned>>,
     /// Stop starting files once this many rows have been forwarded.
     pub max_rows: u64,
     pub ingested_at: i64,
@@ -66,8 +71,9 @@ struct Progress {
 
 impl ReadJob {
     /// Decodes `inputs` and sends their rows to `tx` in order; stops at `max_rows`, at the
-    /// first file that cannot be read, or when `tx` is closed.
-    pub(super) fn run(self, inputs: Vec<AdmittedFile>, tx: &mpsc::Sender<Decoded>) {
+    /// first file that cannot be read, or when `tx` is closed. Fails only when the transform
+    /// cannot be set up on a thread (it was planned already, so that is the engine failing).
+    pub(super) fn run(self, inputs: Vec<AdmittedFile>, tx: &mpsc::Sender<Decoded>) -> Result<(), TransformError> {
         // Each worker takes its file's sender, so a worker that dies closes the channel and the
         // forwarder stops there instead of waiting forever.
         let (senders, receivers): (Vec<FileSender>, Vec<Receiver<Decoded>>) = inputs
@@ -81,24 +87,28 @@ impl ReadJob {
             Progress { forwarded: Mutex::new(0), moved: Condvar::new(), stopped: AtomicBool::new(false), next: AtomicUsize::new(0) };
         let threads = self.threads.clamp(1, inputs.len().max(1));
         let window = 2 * threads;
+        let runners = (0..threads).map(|_| self.transform.as_ref().map(|t| t.runner()).transpose()).collect::<Result<Vec<_>, _>>()?;
+        let job = &self;
         std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| self.work(&inputs, &senders, &progress, window));
+            for runner in runners {
+                let (inputs, senders, progress) = (&inputs, &senders, &progress);
+                scope.spawn(move || job.work(inputs, senders, progress, window, runner.as_ref()));
             }
             self.forward(receivers, &progress, tx);
             progress.stopped.store(true, Ordering::SeqCst);
             progress.moved.notify_all();
         });
+        Ok(())
     }
 
-    fn work(&self, inputs: &[AdmittedFile], senders: &[FileSender], progress: &Progress, window: usize) {
+    fn work(&self, inputs: &[AdmittedFile], senders: &[FileSender], progress: &Progress, window: usize, runner: Option<&Runner>) {
         loop {
             let index = progress.next.fetch_add(1, Ordering::SeqCst);
             if index >= inputs.len() || !self.wait_for_window(progress, index, window) {
                 return;
             }
             let Some(out) = senders[index].lock().ok().and_then(|mut s| s.take()) else { return };
-            self.read_file(&inputs[index], &out);
+            self.read_file(&inputs[index], &out, runner);
         }
     }
 
@@ -172,7 +182,7 @@ impl ReadJob {
     /// Decodes and maps one file into its channel, ending with its outcome. A file whose size
     /// or mtime differs after reading from when it was admitted changed under us. A file with
     /// new fields is read to its end (to find them all) but its rows stop being sent.
-    fn read_file(&self, file: &AdmittedFile, out: &SyncSender<Decoded>) {
+    fn read_file(&self, file: &AdmittedFile, out: &SyncSender<Decoded>, runner: Option<&Runner>) {
         let mut done = FileRows::default();
         let mut discovered = Discovered::default();
         let mut next_record = 1u64;
@@ -182,16 +192,31 @@ impl ReadJob {
                     .mapping
                     .apply(&raw, &file.name, self.ingested_at, next_record)
                     .map_err(|e| DecodeError::malformed(e.to_string(), Some(Position { record: e.record(), ..Default::default() })))?;
+                let first_record = next_record;
                 next_record += raw.text.num_rows() as u64;
                 discovered.merge(mapped.discovered);
                 if !discovered.is_empty() {
                     return Ok(());
                 }
-                done.rows += mapped.batch.num_rows() as u64;
                 done.bad_rows += mapped.bad_rows;
                 done.rescued += mapped.rescued;
                 done.ignored += mapped.ignored;
-                out.send(Decoded::Rows(mapped.batch)).map_err(|_| DecodeError::malformed("the batch was abandoned".into(), None))
+                let batches = match runner {
+                    None => vec![mapped.batch],
+                    Some(runner) => {
+                        let transformed = runner.apply(&mapped.batch, first_record).map_err(|e| {
+                            DecodeError::malformed(e.to_string(), Some(Position { record: e.record(), ..Default::default() }))
+                        })?;
+                        done.filtered += transformed.filtered;
+                        done.bad_rows += transformed.bad_rows;
+                        transformed.batches
+                    }
+                };
+                for batch in batches {
+                    done.rows += batch.num_rows() as u64;
+                    out.send(Decoded::Rows(batch)).map_err(|_| DecodeError::malformed("the batch was abandoned".into(), None))?;
+                }
+                Ok(())
             })
         });
         let outcome = match result {

@@ -121,11 +121,16 @@ struct Fixture {
 
 impl Fixture {
     fn new(name: &str, sinks: &[&str]) -> Fixture {
+        Fixture::with_keys(name, sinks, "", "")
+    }
+
+    /// As [`Fixture::new`], with more keys for the source and at the top of the config.
+    fn with_keys(name: &str, sinks: &[&str], source_keys: &str, top: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let sink_list = sinks.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
         let sink_tables: String = sinks.iter().map(|s| format!("[sinks.{s}]\nkind = \"parquet\"\npath = \"{s}\"\n")).collect();
         let text = format!(
-            "instance = \"test\"\n[sources.{name}]\npath = \"drop\"\nmin_age = \"0s\"\nsinks = [{sink_list}]\n\
+            "instance = \"test\"\n{top}\n[sources.{name}]\npath = \"drop\"\nmin_age = \"0s\"\nsinks = [{sink_list}]\n{source_keys}\n\
              [sources.{name}.columns]\nid = {{ path = \"id\", type = \"int64\" }}\n{sink_tables}"
         );
         let config = Config::from_toml(&text, dir.path()).unwrap();
@@ -205,6 +210,7 @@ impl Fixture {
             ingested_at_us: Some(7),
             files: entries.iter().map(|e| crate::sinks::ManifestFile { name: e.name.clone(), hash: e.hash.clone(), rows: 2 }).collect(),
             columns_added: vec![],
+            lookups: vec![],
         };
         let batch = BatchEntry { source: self.name.clone(), seq, files: entries, ingested_at_us: Some(7) };
         self.ledger.call(move |l| l.begin_batch(&batch)).await.unwrap();
@@ -491,4 +497,42 @@ async fn a_copy_of_a_stuck_batchs_file_waits_for_it_without_keeping_once_busy() 
     source.offer_deferred().await.unwrap();
     assert_eq!(fx.state_of("copy").await, Some(FileState::Duplicate));
     assert_eq!(fx.held("b"), vec![(1, 2, vec!["f1".into()])], "the copy added nothing");
+}
+
+#[tokio::test]
+async fn a_lookup_that_cannot_be_read_holds_the_batch_back_until_it_can_then_the_batch_names_its_version() {
+    let lookup = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(lookup.path(), "id,label\n1,one\n").unwrap();
+    let top = format!("[lookups.labels]\npath = {:?}\nformat = \"parquet\"", lookup.path());
+    let fx = Fixture::with_keys("lookup_waits", &["a"], "transform = \"SELECT id, label FROM batch JOIN labels USING (id)\"", &top);
+    let mut source = fx.source();
+    source.recover().await.unwrap();
+    source.offer_all(vec![fx.drop_file("f1", 0..3)]).await.unwrap();
+    // A CSV read as Parquet cannot be read: nothing is committed, the file waits, not ready.
+    let error = source.run_due(true).await.unwrap_err();
+    assert!(matches!(error, Error::Lookup { .. }), "{error}");
+    assert!(fx.held("a").is_empty());
+    assert!(STATUS.not_ready().unwrap_or_default().contains("lookup labels"), "{:?}", STATUS.not_ready());
+    assert!(source.has_work(), "the file waits in the queue to be read again");
+
+    // Readable again (a real Parquet file): the batch commits, joined, naming the version.
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int64, false),
+        arrow::datatypes::Field::new("label", arrow::datatypes::DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(arrow::array::Int64Array::from(vec![1, 2])), Arc::new(arrow::array::StringArray::from(vec!["one", "two"]))],
+    )
+    .unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(lookup.path()).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let reports = source.run_due(true).await.unwrap();
+    assert_eq!((reports.len(), reports[0].rows, reports[0].filtered_rows), (1, 2, 1));
+    let manifest = fx.store("a").held[&1].0.clone();
+    let hash = blake3::hash(&std::fs::read(lookup.path()).unwrap()).to_hex().to_string();
+    assert_eq!(manifest.lookups.len(), 1);
+    assert_eq!(manifest.lookups[0].version, format!("blake3:{hash}"));
+    assert!(!STATUS.not_ready().unwrap_or_default().contains("lookup labels"));
 }

@@ -36,6 +36,12 @@ pub(crate) fn wiring_problems(config: &crate::config::Config) -> Vec<String> {
                         problems.push(format!("{key}.input: \"delta\" reads a Delta table, but {lake:?} is a parquet sink"));
                         continue;
                     }
+                    Some(SinkConfig::Delta(delta)) if delta.merges() => {
+                        problems.push(format!(
+                            "{key}.lake: {lake:?} merges by key (mode = \"merge\"): a merge rewrites files that hold rows Druid already loaded, so loading each commit's files would load those rows twice; feed Druid from an append-mode table"
+                        ));
+                        continue;
+                    }
                     Some(SinkConfig::Delta(DeltaSinkConfig { partition_by, .. }))
                     | Some(SinkConfig::Parquet(ParquetSinkConfig { partition_by, .. })) => partition_by,
                     Some(_) => {

@@ -138,6 +138,7 @@ mod tests {
                     ingested_at_us: None,
                     files: vec![],
                     columns_added: vec![],
+                    lookups: vec![],
                 };
                 writer.commit(&manifest).await.unwrap();
             }

@@ -50,8 +50,15 @@ fn a_batch_is_found_with_the_files_its_manifest_names() {
         sink.prepare(schema.clone()).await.unwrap();
         let mut writer = sink.begin(schema).await.unwrap();
         writer.write(&batch).await.unwrap();
-        let manifest =
-            BatchManifest { instance: "h".into(), source: "s".into(), seq: 4, ingested_at_us: None, files: vec![], columns_added: vec![] };
+        let manifest = BatchManifest {
+            instance: "h".into(),
+            source: "s".into(),
+            seq: 4,
+            ingested_at_us: None,
+            files: vec![],
+            columns_added: vec![],
+            lookups: vec![],
+        };
         writer.commit(&manifest).await.unwrap();
         let commit = sink.lake_commit(4).await.unwrap().unwrap();
         assert_eq!((commit.root.as_str(), commit.version), (path.as_str(), None));
