@@ -93,15 +93,9 @@ rows.sort(key=lambda r: json.dumps(r, sort_keys=True))
 print(json.dumps(rows))
 "#;
 
-fn python(code: &str, args: &[&str]) -> Value {
-    let out = Command::new(venv_python()).arg("-c").arg(code).args(args).output().expect("run python");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("python prints JSON")
-}
-
 fn expected_state(files: &[PathBuf]) -> Value {
     let list: Vec<String> = files.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-    python(EXPECTED_STATE, &[&list.join(",")])
+    python_json(EXPECTED_STATE, &[&list.join(",")])
 }
 
 /// Every reader's rows of the table reduced to the four input columns; all readers must agree.
@@ -147,7 +141,7 @@ fn changes_merged_by_key_give_the_state_python_computes_and_the_change_data_feed
     assert_eq!(row_count(&read_delta(&ws.path("lake"))), expected_rows);
 
     // Downstream readers see the inserts, updates and deletes in the change data feed.
-    let kinds = python(
+    let kinds = python_json(
         "import sys, json; from deltalake import DeltaTable\nt = DeltaTable(sys.argv[1]).load_cdf(starting_version=0).read_all()\nprint(json.dumps(sorted(set(t.column('_change_type').to_pylist()))))",
         &[ws.path("lake").to_str().unwrap()],
     );

@@ -10,13 +10,6 @@ use ingestd::rng::Rng;
 use serde_json::Value;
 use std::process::Command;
 
-/// Runs Python `code` with `args` in the project's venv and parses what it prints as JSON.
-fn python(code: &str, args: &[&str]) -> Value {
-    let out = Command::new(venv_python()).arg("-c").arg(code).args(args).output().expect("run python");
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("python prints JSON")
-}
-
 /// The rows every reader sees (each reader must see the same), as read_table.py prints them.
 fn rows_of_every_reader(table: &std::path::Path, parquet: bool) -> Value {
     let seen = read_with_every_reader(table, parquet);
@@ -82,7 +75,7 @@ path = "trips"
         ws.drop_file(&name, taxi_csv(*rows, 7 + i as u64).as_bytes());
         files.push(ws.path("drop").join(name).to_string_lossy().into_owned());
     }
-    let expected = python(TAXI_EXPECTED, &[&files.join(","), concat!(env!("CARGO_MANIFEST_DIR"), "/scripts")]);
+    let expected = python_json(TAXI_EXPECTED, &[&files.join(","), concat!(env!("CARGO_MANIFEST_DIR"), "/scripts")]);
     let summary = ws.once();
     let kept = expected.as_array().unwrap().len() as u64;
     assert_eq!(summary["totals"]["rows"].as_u64(), Some(kept), "{summary}");
@@ -189,7 +182,7 @@ partition_by = ["day"]
         ws.path("region.csv").display(),
         ws.path("drop/location-2.csv").display()
     );
-    let expected = python(COUNTS_EXPECTED, &[&pairs]);
+    let expected = python_json(COUNTS_EXPECTED, &[&pairs]);
     let sql = "SELECT region_name, CAST(day AS VARCHAR) AS day, count(*) AS events FROM lake GROUP BY 1, 2 ORDER BY 1, 2";
     let out = ws.ingestd(&["sql", "--format", "json", sql]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

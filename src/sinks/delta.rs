@@ -415,8 +415,7 @@ impl SinkWriter for DeltaBatchWriter {
         if let Some(root) = &local_root {
             // `add.path` is the file's name under the root as written (hive-escaped, `a%20b`), not
             // a URL to decode.
-            let paths: Vec<_> =
-                actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(root.join(&add.path)) } else { None }).collect();
+            let paths: Vec<_> = added_paths(&actions).map(|path| root.join(path)).collect();
             fsync_files_and_folders(root, &paths).map_err(|e| SinkError::storage(&self.sink, format!("fsync data files: {e}")))?;
         }
         if !self.added.is_empty() {
@@ -439,8 +438,7 @@ impl SinkWriter for DeltaBatchWriter {
             .with_application_transaction(Transaction::new(&self.app_id, manifest.seq))
             .with_metadata([(MANIFEST_KEY.to_string(), manifest_json)])
             .with_max_retries(100);
-        let added: Vec<String> =
-            actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(add.path.clone()) } else { None }).collect();
+        let added: Vec<String> = added_paths(&actions).map(str::to_string).collect();
         let finalized =
             match CommitBuilder::from(properties).with_actions(actions).build(Some(snapshot), self.table.log_store(), operation).await {
                 Ok(finalized) => finalized,
@@ -483,9 +481,14 @@ async fn sync_committed(sink: &str, table: &DeltaTable, durable: &DurableLog, re
         Some(bytes) => deltalake::logstore::get_actions(version as u64, &bytes).map_err(|e| err(e.to_string()))?,
         None => Vec::new(),
     };
-    let paths: Vec<_> = actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(root.join(&add.path)) } else { None }).collect();
+    let paths: Vec<_> = added_paths(&actions).map(|path| root.join(path)).collect();
     fsync_files_and_folders(&root, &paths).map_err(|e| err(format!("fsync data files: {e}")))?;
     durable.sync_through(&root, read, version).await.map_err(|e| err(format!("fsync commit {version}: {e}")))
+}
+
+/// The data files `actions` add, as their `add.path` (relative to the table root, hive-escaped).
+fn added_paths(actions: &[Action]) -> impl Iterator<Item = &str> {
+    actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(add.path.as_str()) } else { None })
 }
 
 /// fsyncs each file and each distinct folder holding one (so the new names are durable too).

@@ -373,3 +373,10 @@ pub fn read_with_every_reader(table: &Path, parquet: bool) -> serde_json::Value 
     assert!(out.status.success(), "read_table.py failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("read_table.py prints JSON")
 }
+
+/// Runs Python `code` with `args` in the project's venv and parses what it prints as JSON.
+pub fn python_json(code: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(venv_python()).arg("-c").arg(code).args(args).output().expect("run python");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("python prints JSON")
+}
