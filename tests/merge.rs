@@ -174,6 +174,18 @@ fn insert_only_dedupes_by_key_across_files_and_names() {
     // The same keys again under a new name, with other values: nothing is added or changed.
     ws.drop_file("a-again.csv", rows(1..=100, "again").as_bytes());
     ws.once();
+    // A merge that changes no row still commits the batch's txn and manifest: the table, not
+    // only the ledger, knows the file was taken.
+    let log = ws.path("lake").join("_delta_log");
+    let mut commits: Vec<PathBuf> =
+        std::fs::read_dir(&log).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    commits.sort();
+    let last: Vec<Value> =
+        std::fs::read_to_string(commits.last().unwrap()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(last.iter().any(|a| a["txn"]["version"].as_i64().is_some()), "{last:?}");
+    assert!(last.iter().all(|a| a.get("add").is_none() && a.get("remove").is_none()), "{last:?}");
+    let files = last.iter().find_map(|a| a["commitInfo"]["ingestd"]["files"].as_array()).expect("the batch's manifest");
+    assert_eq!(files[0]["name"], "a-again.csv");
     let state = table_state(&ws.path("lake"));
     let state = state.as_array().unwrap();
     assert_eq!(state.len(), 150);

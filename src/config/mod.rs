@@ -429,8 +429,10 @@ impl Config {
             }
         }
         for (name, lookup) in &self.lookups {
-            if !valid_name(name) || name == "batch" {
-                problems.push(format!("lookups.{name}: a lookup name must be letters, digits, '-' or '_', and not \"batch\""));
+            if !sql_table_name(name) || name == crate::transform::BATCH_TABLE {
+                problems.push(format!(
+                    "lookups.{name}: a lookup name is its table's name in SQL: lower-case letters, digits and '_', not starting with a digit, and not \"batch\""
+                ));
             }
             if lookup.is_s3() {
                 if let Err(e) = parse_s3_url(&lookup.path) {
@@ -564,6 +566,14 @@ fn join_clean(base: &Path, relative: &Path) -> PathBuf {
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Whether `name` is a table name SQL reads as written, without quotes (SQL folds unquoted names
+/// to lower case).
+fn sql_table_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 #[cfg(test)]

@@ -66,9 +66,10 @@ pub struct SourceConfig<K = SourceKind> {
     /// One SQL query (DataFusion's dialect) over each micro-batch's rows, the table `batch`, and
     /// the `[lookups]` by name; its result is what the sinks receive. For example `SELECT
     /// pickup_datetime, passenger_count FROM batch WHERE passenger_count > 3`. It must be
-    /// row by row (filters, projections, functions, joins with lookups): aggregations, window
-    /// functions, `DISTINCT`, `ORDER BY` and `LIMIT` would see only part of a batch and are
-    /// refused (ask `ingestd sql` over the table instead).
+    /// row by row (filters, projections, functions, joins with lookups), because it runs over
+    /// the rows as they stream: aggregations, window functions, `DISTINCT`, `ORDER BY` and
+    /// `LIMIT` over the batch, `UNION`, and joins that give lookup rows of their own are refused
+    /// (ask `ingestd sql` over the table instead; docs/sql.md lists the rules).
     #[serde(default)]
     pub transform: Option<String>,
     /// Add `_source_file` (the file's name) and `_ingested_at` (commit time) columns.

@@ -345,6 +345,13 @@ fn merge_and_lookup_keys_are_checked_and_problems_name_the_key() {
     let lookup = |name: &str| format!("{MINIMAL}\n[lookups.{name}]\npath = \"/nonexistent/regions.csv\"\n");
     let error = parse(&lookup("batch")).unwrap_err().to_string();
     assert!(error.contains("lookups.batch:") && error.contains("lookups.batch.path:"), "{error}");
+    // SQL folds `FROM Regions` to `regions`: a name it would not read as written is refused.
+    for name in ["Regions", "my-regions", "1st"] {
+        let error = parse(&lookup(name)).unwrap_err().to_string();
+        assert!(error.contains(&format!("lookups.{name}: a lookup name is its table's name in SQL")), "{error}");
+    }
+    let error = parse(&lookup("region_names_2")).unwrap_err().to_string();
+    assert!(!error.contains("a lookup name"), "{error}");
     let error = parse(&MINIMAL.replace("sinks = [\"lake\"]", "sinks = [\"lake\"]\ntransform = \" \"")).unwrap_err().to_string();
     assert!(error.contains("sources.a.transform: an empty query"), "{error}");
 }

@@ -157,7 +157,7 @@ impl DurableLog {
         let from = mark.unwrap_or(read) + 1;
         let log = root.join("_delta_log");
         let entries: Vec<_> = (from..=version).map(|v| log.join(format!("{v:020}.json"))).collect();
-        fsync_files_and_folders(root, &entries)?;
+        fsync_off_thread(root, entries).await?;
         *mark = Some(mark.map_or(version, |m| m.max(version)));
         Ok(())
     }
@@ -352,7 +352,8 @@ impl DeltaSink {
     /// fsyncs the log entries from `from` through `version` (and checkpoints), and marks them.
     async fn sync_log(&self, table: &DeltaTable, from: i64, version: i64) -> Result<(), SinkError> {
         if let Ok(root) = table.table_url().to_file_path() {
-            maintenance::fsync_log(&root, from).map_err(|e| self.err(format!("fsync _delta_log: {e}")))?;
+            let synced = tokio::task::spawn_blocking(move || maintenance::fsync_log(&root, from)).await.map_err(std::io::Error::other);
+            synced.and_then(|r| r).map_err(|e| self.err(format!("fsync _delta_log: {e}")))?;
         }
         self.durable.mark(version).await;
         Ok(())
@@ -416,7 +417,7 @@ impl SinkWriter for DeltaBatchWriter {
             // `add.path` is the file's name under the root as written (hive-escaped, `a%20b`), not
             // a URL to decode.
             let paths: Vec<_> = added_paths(&actions).map(|path| root.join(path)).collect();
-            fsync_files_and_folders(root, &paths).map_err(|e| SinkError::storage(&self.sink, format!("fsync data files: {e}")))?;
+            fsync_off_thread(root, paths).await.map_err(|e| SinkError::storage(&self.sink, format!("fsync data files: {e}")))?;
         }
         if !self.added.is_empty() {
             // The new columns land with the rows that bring them: no reader sees one without
@@ -446,10 +447,14 @@ impl SinkWriter for DeltaBatchWriter {
                     if refused_before_writing(&e) {
                         // No log entry names these files, and none ever will (a redo writes new
                         // ones): delete them rather than leave orphans in the table's folder.
-                        for path in &added {
-                            match &local_root {
-                                Some(root) => drop(std::fs::remove_file(root.join(path))),
-                                None => {
+                        match &local_root {
+                            Some(root) => {
+                                let files: Vec<_> = added.iter().map(|path| root.join(path)).collect();
+                                let removed = tokio::task::spawn_blocking(move || files.iter().for_each(|f| drop(std::fs::remove_file(f))));
+                                let _ = removed.await;
+                            }
+                            None => {
+                                for path in &added {
                                     if let Ok(key) = deltalake::Path::parse(path) {
                                         let _ = object_store::ObjectStoreExt::delete(self.table.object_store().as_ref(), &key).await;
                                     }
@@ -482,13 +487,24 @@ async fn sync_committed(sink: &str, table: &DeltaTable, durable: &DurableLog, re
         None => Vec::new(),
     };
     let paths: Vec<_> = added_paths(&actions).map(|path| root.join(path)).collect();
-    fsync_files_and_folders(&root, &paths).map_err(|e| err(format!("fsync data files: {e}")))?;
+    fsync_off_thread(&root, paths).await.map_err(|e| err(format!("fsync data files: {e}")))?;
     durable.sync_through(&root, read, version).await.map_err(|e| err(format!("fsync commit {version}: {e}")))
 }
 
-/// The data files `actions` add, as their `add.path` (relative to the table root, hive-escaped).
+/// The files `actions` add (data files, and the change data files of a merge on a table with its
+/// change data feed on), as their paths relative to the table root, hive-escaped.
 fn added_paths(actions: &[Action]) -> impl Iterator<Item = &str> {
-    actions.iter().filter_map(|a| if let Action::Add(add) = a { Some(add.path.as_str()) } else { None })
+    actions.iter().filter_map(|a| match a {
+        Action::Add(add) => Some(add.path.as_str()),
+        Action::Cdc(cdc) => Some(cdc.path.as_str()),
+        _ => None,
+    })
+}
+
+/// [`fsync_files_and_folders`] on a blocking thread, off the async workers.
+async fn fsync_off_thread(root: &std::path::Path, files: Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    let root = root.to_path_buf();
+    tokio::task::spawn_blocking(move || fsync_files_and_folders(&root, &files)).await.map_err(std::io::Error::other)?
 }
 
 /// fsyncs each file and each distinct folder holding one (so the new names are durable too).

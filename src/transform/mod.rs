@@ -14,6 +14,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use deltalake::datafusion::catalog::{Session, TableProvider};
 use deltalake::datafusion::common::tree_node::TreeNodeRecursion;
+use deltalake::datafusion::common::{JoinType, TableReference};
 use deltalake::datafusion::datasource::memory::MemorySourceConfig;
 use deltalake::datafusion::datasource::{MemTable, TableType};
 use deltalake::datafusion::error::DataFusionError;
@@ -158,10 +159,10 @@ async fn plan_query(
 ) -> Result<(SessionState, LogicalPlan), TransformError> {
     // One partition: the read workers already run one chunk per core.
     let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1).with_information_schema(false));
-    ctx.register_table(BATCH_TABLE, chunk).map_err(|e| TransformError::Plan(e.to_string()))?;
+    ctx.register_table(TableReference::bare(BATCH_TABLE), chunk).map_err(|e| TransformError::Plan(e.to_string()))?;
     for lookup in lookups {
         let table = MemTable::try_new(lookup.schema.clone(), vec![lookup.batches.clone()]).map_err(engine)?;
-        ctx.register_table(lookup.name.as_str(), Arc::new(table)).map_err(|e| TransformError::Plan(e.to_string()))?;
+        ctx.register_table(TableReference::bare(lookup.name.as_str()), Arc::new(table)).map_err(|e| TransformError::Plan(e.to_string()))?;
     }
     let state = ctx.state();
     let plan = state.create_logical_plan(sql).await.map_err(|e| TransformError::Plan(plan_message(e)))?;
@@ -190,19 +191,34 @@ fn row_wise(plan: &LogicalPlan) -> Result<(), TransformError> {
     let mut refused = None;
     let mut batch_scans = 0;
     plan.apply_with_subqueries(|node| {
+        // Over a lookup alone, any of these is fine: the lookup is whole in every chunk's query.
+        let whole_input = |what| if reads_batch(node) { Some(what) } else { None };
         let what = match node {
-            LogicalPlan::Aggregate(_) => Some("an aggregation (GROUP BY, COUNT, SUM...)"),
-            LogicalPlan::Window(_) => Some("a window function"),
-            LogicalPlan::Sort(_) => Some("ORDER BY"),
-            LogicalPlan::Limit(_) => Some("LIMIT or OFFSET"),
-            LogicalPlan::Distinct(_) => Some("DISTINCT"),
+            LogicalPlan::Aggregate(_) => whole_input("an aggregation (GROUP BY, COUNT, SUM...)"),
+            LogicalPlan::Window(_) => whole_input("a window function"),
+            LogicalPlan::Sort(_) => whole_input("ORDER BY"),
+            LogicalPlan::Limit(_) => whole_input("LIMIT or OFFSET"),
+            LogicalPlan::Distinct(_) => whole_input("DISTINCT"),
             LogicalPlan::RecursiveQuery(_) => Some("a recursive query"),
+            LogicalPlan::Union(_) => Some("UNION"),
             LogicalPlan::TableScan(scan) if scan.table_name.table() == BATCH_TABLE => {
                 batch_scans += 1;
                 None
             }
+            LogicalPlan::Join(join) if !keeps_only_batch_rows(join.join_type, reads_batch(&join.left), reads_batch(&join.right)) => {
+                Some("a join that gives lookup rows of its own (the lookup's side of an outer join, or lookup rows semi- or anti-joined to the batch)")
+            }
             _ => None,
         };
+        let what = what.or_else(|| {
+            let mut in_subquery = false;
+            // Cannot fail: the closure returns no error.
+            let _ = node.apply_subqueries(|subquery| {
+                in_subquery |= reads_batch(subquery);
+                Ok(TreeNodeRecursion::Continue)
+            });
+            in_subquery.then_some("a subquery that reads the batch")
+        });
         if let Some(what) = what {
             refused = Some(what);
             return Ok(TreeNodeRecursion::Stop);
@@ -212,7 +228,7 @@ fn row_wise(plan: &LogicalPlan) -> Result<(), TransformError> {
     .map_err(|e| TransformError::Plan(e.to_string()))?;
     if let Some(what) = refused {
         return Err(TransformError::NotRowWise(format!(
-            "{what} would see only part of a batch (the query runs over the rows as they stream); keep the transform row by row and ask `ingestd sql` over the table for the rest"
+            "{what} cannot run chunk by chunk over a batch's rows as they stream (each chunk would give its own share, not the batch's answer); keep the transform row by row and ask `ingestd sql` over the table for the rest"
         )));
     }
     match batch_scans {
@@ -221,6 +237,30 @@ fn row_wise(plan: &LogicalPlan) -> Result<(), TransformError> {
         _ => Err(TransformError::NotRowWise(format!(
             "the query reads `{BATCH_TABLE}` more than once (a self-join sees only part of a batch)"
         ))),
+    }
+}
+
+/// Whether `plan` reads the batch, subqueries included.
+fn reads_batch(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    // Cannot fail: the closure returns no error.
+    let _ = plan.apply_with_subqueries(|node| {
+        found |= matches!(node, LogicalPlan::TableScan(scan) if scan.table_name.table() == BATCH_TABLE);
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
+/// Whether a join gives only rows that stem from one batch row each (so that running it chunk by
+/// chunk and putting the results together gives the whole batch's answer): the batch's side is
+/// kept, filtered or marked, and the lookup's side only matched against.
+fn keeps_only_batch_rows(join: JoinType, batch_on_left: bool, batch_on_right: bool) -> bool {
+    use JoinType::*;
+    match (batch_on_left, batch_on_right) {
+        (true, false) => matches!(join, Inner | Left | LeftSemi | LeftAnti | LeftMark),
+        (false, true) => matches!(join, Inner | Right | RightSemi | RightAnti | RightMark),
+        // Lookups joined among themselves, or the batch on both sides (refused as a second scan).
+        _ => true,
     }
 }
 

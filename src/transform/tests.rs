@@ -111,3 +111,34 @@ fn a_row_the_query_fails_on_follows_on_bad_row() {
     let error = plan(sql, &[], BadRowPolicy::QuarantineFile).unwrap().runner().unwrap().apply(&rows, 41).unwrap_err();
     assert_eq!(error.record(), Some(42), "{error}");
 }
+
+#[test]
+fn joins_and_subqueries_that_give_lookup_rows_of_their_own_are_refused_and_the_rest_planned() {
+    let lookups = [regions(&[(1, "north"), (2, "south")])];
+    for sql in [
+        // Each would repeat the lookup's unmatched rows once per chunk.
+        "SELECT region_name FROM batch RIGHT JOIN regions USING (region_id)",
+        "SELECT region_name FROM regions LEFT JOIN batch USING (region_id)",
+        "SELECT region_name FROM batch FULL JOIN regions USING (region_id)",
+        "SELECT region_name FROM regions WHERE region_id IN (SELECT region_id FROM batch)",
+        "SELECT region_name FROM regions WHERE NOT EXISTS (SELECT 1 FROM batch WHERE batch.region_id = regions.region_id)",
+        "SELECT code FROM batch UNION ALL SELECT region_name FROM regions",
+    ] {
+        let error = plan(sql, &lookups, BadRowPolicy::Skip).unwrap_err();
+        assert!(matches!(error, TransformError::NotRowWise(_)), "{sql}: {error}");
+    }
+    for sql in [
+        "SELECT passengers, region_name FROM batch LEFT JOIN regions USING (region_id)",
+        "SELECT passengers, region_name FROM regions RIGHT JOIN batch USING (region_id)",
+        "SELECT passengers FROM batch WHERE region_id IN (SELECT region_id FROM regions)",
+        "SELECT passengers FROM batch WHERE region_id NOT IN (SELECT region_id FROM regions)",
+        "SELECT passengers, (SELECT max(region_id) FROM regions) AS top FROM batch",
+    ] {
+        plan(sql, &lookups, BadRowPolicy::Skip).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    // A left join keeps the batch's rows without a region, and only those.
+    let planned =
+        plan("SELECT passengers, region_name FROM batch LEFT JOIN regions USING (region_id)", &lookups, BadRowPolicy::Skip).unwrap();
+    let out = planned.runner().unwrap().apply(&chunk(&[1, 2], &[2, 7], &["a", "b"]), 1).unwrap();
+    assert_eq!((out.batches.iter().map(|b| b.num_rows()).sum::<usize>(), out.filtered), (2, 0));
+}

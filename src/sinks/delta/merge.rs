@@ -20,7 +20,8 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::delta_datafusion::create_session_state_with_spill_config;
 use deltalake::kernel::Transaction;
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::protocol::DeltaOperation;
 use std::sync::Arc;
 
 /// Times a merge is tried again after another writer's commit got in first.
@@ -120,6 +121,27 @@ impl Merge {
     }
 }
 
+impl Merge {
+    /// Commits only the batch's `txn` and commit info, as a merge that changed nothing.
+    async fn commit_without_changes(&self, properties: CommitProperties) -> Result<i64, deltalake::DeltaTableError> {
+        let snapshot = self.table.snapshot()?;
+        let operation = DeltaOperation::Merge {
+            predicate: None,
+            merge_predicate: Some(self.merge_predicate()),
+            matched_predicates: Vec::new(),
+            not_matched_predicates: Vec::new(),
+            not_matched_by_source_predicates: Vec::new(),
+        };
+        let finalized =
+            CommitBuilder::from(properties).with_actions(Vec::new()).build(Some(snapshot), self.table.log_store(), operation).await?;
+        Ok(finalized.version() as i64)
+    }
+
+    fn merge_predicate(&self) -> String {
+        self.config.merge_key.iter().map(|k| format!("t.{0} = s.{0}", quoted(k))).collect::<Vec<_>>().join(" AND ")
+    }
+}
+
 /// `name` as a SQL identifier.
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -169,7 +191,7 @@ impl Merge {
                 .with_application_transaction(Transaction::new(&self.app_id, manifest.seq))
                 .with_metadata([(MANIFEST_KEY.to_string(), manifest_json.clone())])
                 .with_max_retries(100);
-            let predicate = self.config.merge_key.iter().map(|k| format!("t.{0} = s.{0}", quoted(k))).collect::<Vec<_>>().join(" AND ");
+            let predicate = self.merge_predicate();
             let columns: Vec<String> = self.schema.fields().iter().map(|f| f.name().clone()).collect();
             let set_all = |mut builder: deltalake::operations::merge::InsertBuilder| {
                 for column in &columns {
@@ -187,7 +209,7 @@ impl Merge {
                 .with_source_alias("s")
                 .with_target_alias("t")
                 .with_session_state(Arc::new(state))
-                .with_commit_properties(properties)
+                .with_commit_properties(properties.clone())
                 .with_writer_properties(writer_properties);
             let plan_error = |e: deltalake::DeltaTableError| self.fatal(format!("merge: {e}"));
             if !self.config.insert_only {
@@ -219,7 +241,21 @@ impl Merge {
             match merge.await {
                 Ok((table, metrics)) => {
                     self.table = table;
-                    let version = self.table.version().map_or(0, |v| v as i64);
+                    let mut version = self.table.version().map_or(0, |v| v as i64);
+                    if version == read_version {
+                        // delta-rs makes no commit for a merge that changes no row (every row
+                        // older than the table's, or an insert_only batch of known keys); the
+                        // batch's txn and manifest must still land, or the table would not
+                        // know it holds the batch.
+                        match self.commit_without_changes(properties).await {
+                            Ok(committed) => version = committed,
+                            Err(e) if refused_before_writing(&e) => {
+                                last_conflict = Some(e);
+                                continue;
+                            }
+                            Err(e) => return Err(self.err(e)),
+                        }
+                    }
                     super::sync_committed(&self.sink, &self.table, &self.durable, read_version, version).await?;
                     return Ok(format!(
                         "delta version {version} (merge: {} inserted, {} updated, {} deleted, {} files read of {})",
