@@ -34,7 +34,7 @@ W1T_VARIANTS = [
 
 def with_transform(config, sql):
     text = config.read_text()
-    config.write_text(text.replace("[sources.attom.columns]", f"transform = {json.dumps(sql)}\n\n[sources.attom.columns]", 1))
+    config.write_text(text.replace("[sources.attom]\n", f"[sources.attom]\ntransform = {json.dumps(sql)}\n", 1))
 
 
 def w1t(args, base):
