@@ -289,3 +289,37 @@ fn merges_through_kills_and_faults_give_the_same_final_state() {
     let again = change_files(&t.ws.path("recomputed"), 40, 100, 9);
     assert_eq!(table_state(&t.ws.path("lake")), expected_state(&again));
 }
+
+#[test]
+fn a_merge_keyed_on_the_partition_column_reads_only_the_partitions_its_batch_touches() {
+    let sink =
+        "[sinks.lake]\nkind = \"delta\"\nuri = \"lake\"\nmode = \"merge\"\nmerge_key = [\"region\", \"id\"]\npartition_by = [\"region\"]\n";
+    let ws = Workspace::with_config(&config("test", sink));
+    let mut snapshot = String::from("id,region,seq,op,value\n");
+    for region in ["north", "south", "east", "west"] {
+        for id in 1..=50 {
+            snapshot.push_str(&format!("{id},{region},1,I,{region}{id}\n"));
+        }
+    }
+    ws.drop_file("snapshot.csv", snapshot.as_bytes());
+    ws.once();
+    let changes: String = (1..=10).map(|id| format!("{id},south,2,U,changed{id}\n")).collect();
+    ws.drop_file("changes.csv", format!("id,region,seq,op,value\n{changes}").as_bytes());
+    let summary = ws.once();
+    assert_eq!(summary["totals"]["rows"].as_u64(), Some(10), "{summary}");
+    let log = ws.path("lake").join("_delta_log");
+    let mut commits: Vec<PathBuf> =
+        std::fs::read_dir(&log).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "json")).collect();
+    commits.sort();
+    let last = std::fs::read_to_string(commits.last().unwrap()).unwrap();
+    let metrics = last
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find_map(|a| a["commitInfo"].get("operationMetrics").cloned())
+        .expect("the merge's metrics");
+    assert_eq!(metrics["num_target_files_scanned"], 1, "only south's file is read: {metrics}");
+    assert_eq!(metrics["num_target_rows_updated"], 10, "{metrics}");
+    let state = table_state(&ws.path("lake"));
+    let changed = state.as_array().unwrap().iter().filter(|r| r["value"].as_str().unwrap().starts_with("changed")).count();
+    assert_eq!((state.as_array().unwrap().len(), changed), (200, 10));
+}
