@@ -123,9 +123,10 @@ pub(super) fn quarantine(config: &Config, action: QuarantineAction) -> Result<i3
                     println!("{source_name}\t{name}\t{}", report["reason"].as_str().unwrap_or("?"));
                 }
                 QuarantineAction::Retry { .. } if names.is_empty() || names.contains(&name) => {
-                    let back = source.path.join(&name);
+                    // The recorded name, escaped if it is not UTF-8, back to the file's own bytes.
+                    let back = source.path.join(crate::discover::to_os_string(&name));
                     quarantine::move_file(&file, &back).with_context(|| format!("moving {} back", file.display()))?;
-                    std::fs::remove_file(format!("{}.error.json", file.display()))?;
+                    std::fs::remove_file(quarantine::report_path(&file))?;
                     ledger.forget_quarantined(source_name, &name).map_err(|e| anyhow::anyhow!(e))?;
                     println!("{source_name}\t{name}\tback in {}", back.display());
                 }

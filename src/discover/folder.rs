@@ -192,7 +192,8 @@ impl FolderSource {
                 file_type.is_dir()
             };
             if is_dir {
-                let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                // The name's first byte: the test the filter makes on recorded names, without a lossy copy.
+                let hidden = path.file_name().is_some_and(|n| n.as_encoded_bytes().starts_with(b"."));
                 if self.recursive && !hidden {
                     self.walk(&path, out);
                 }
@@ -257,9 +258,12 @@ impl FolderSource {
         super::stat_file(path, self.follow_symlinks)
     }
 
+    /// The recorded name of a path below the root: each component in [`super::file_name`]'s
+    /// injective form, so names that differ only in bytes that are not UTF-8 stay apart. The
+    /// form never makes a `/`, so the joined name still splits back into its components.
     fn relative_name(&self, path: &Path) -> Option<String> {
         let relative = path.strip_prefix(&self.root).ok()?;
-        let parts: Vec<String> = relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        let parts: Vec<String> = relative.components().map(|c| super::file_name(c.as_os_str())).collect();
         (!parts.is_empty()).then(|| parts.join("/"))
     }
 }

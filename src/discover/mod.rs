@@ -4,11 +4,13 @@ mod filter;
 mod folder;
 mod http;
 pub mod landing;
+mod name;
 pub mod remote;
 pub(crate) mod s3;
 
 pub use filter::{FileFilter, looks_temporary};
 pub use folder::{FolderError, FolderSource, LOCK_FILE};
+pub use name::{file_name, name_bytes, to_os_string};
 
 use crate::config::{SourceConfig, SourceKind};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ pub struct Candidate {
     /// Where it is now.
     pub path: PathBuf,
     /// Its name relative to the source (sub-folders joined with `/`): what the ledger records.
+    /// In [`file_name`]'s form (`\` and bytes that are not UTF-8 escaped); [`to_os_string`]
+    /// turns it back into the path below the folder.
     pub name: String,
     pub size: u64,
     /// Modification time, nanoseconds since the Unix epoch.

@@ -76,7 +76,10 @@ impl Source {
                     let result = match (policy, &archive_dir) {
                         (AfterCommit::Keep, _) if downloads => std::fs::remove_file(&file.path),
                         (AfterCommit::Keep, _) => Ok(()),
-                        (AfterCommit::Archive, Some(dir)) => quarantine::move_file(&file.path, &dir.join(&file.name)),
+                        // The recorded name back to its bytes, so the archive keeps the name the file had.
+                        (AfterCommit::Archive, Some(dir)) => {
+                            quarantine::move_file(&file.path, &dir.join(crate::discover::to_os_string(&file.name)))
+                        }
                         (AfterCommit::Archive, None) => Ok(()),
                         (AfterCommit::Delete, _) => std::fs::remove_file(&file.path),
                     };

@@ -55,7 +55,7 @@ fn find(root: &Path, archive: Option<&Path>, entry: &FileEntry) -> Option<Admitt
         return find_by_content(root, archive, entry);
     };
     let file = AdmittedFile {
-        path: root.join(&entry.name),
+        path: root.join(crate::discover::to_os_string(&entry.name)),
         name: entry.name.clone(),
         size,
         mtime_ns,
@@ -68,7 +68,9 @@ fn find(root: &Path, archive: Option<&Path>, entry: &FileEntry) -> Option<Admitt
 
 fn find_by_content(root: &Path, archive: Option<&Path>, entry: &FileEntry) -> Option<AdmittedFile> {
     let folders = std::iter::once(root.to_path_buf()).chain(archive.map(PathBuf::from));
-    folders.map(|dir| dir.join(&entry.name)).find_map(|path| {
+    // Recorded names are escaped where the file's are not UTF-8: joined as the file's bytes.
+    let on_disk = crate::discover::to_os_string(&entry.name);
+    folders.map(|dir| dir.join(&on_disk)).find_map(|path| {
         let (size, mtime_ns) = crate::discover::stat(&path)?;
         let hash = admit::hash_file(&path).ok()?;
         (hash == entry.hash).then(|| AdmittedFile { name: entry.name.clone(), size, mtime_ns, hash, path, ready_at: Instant::now() })

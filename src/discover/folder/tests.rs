@@ -100,3 +100,21 @@ fn one_folder_one_watcher() {
     drop(first);
     assert!(FolderSource::new("other", &config.sources["s"]).is_ok(), "the lock goes with its holder");
 }
+
+#[test]
+fn names_that_are_not_utf8_stay_apart_and_lead_back_to_their_files() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join(std::ffi::OsStr::from_bytes(b"sub\xff"))).unwrap();
+    let on_disk: [&[u8]; 5] = [b"a\xff.json", b"a\xfe.json", b"a\\b.json", b".\xff hidden", b"sub\xff/c\xfe"];
+    for name in on_disk {
+        fs::write(dir.path().join(std::ffi::OsStr::from_bytes(name)), b"[]").unwrap();
+    }
+    let mut source = source_in(dir.path(), "0s");
+    source.recursive = true;
+    let ready = source.poll(Duration::ZERO);
+    assert_eq!(names(&ready), [r"a\\b.json", r"a\xfe.json", r"a\xff.json", r"sub\xff/c\xfe"]);
+    for candidate in &ready {
+        assert_eq!(candidate.path, source.root.join(crate::discover::to_os_string(&candidate.name)), "{}", candidate.name);
+    }
+}
