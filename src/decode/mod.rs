@@ -13,11 +13,13 @@ pub use json::FieldTree;
 
 use crate::config::{FormatConfig, FormatKind};
 use arrow::array::StringArray;
+use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Rows per decoded record batch.
 pub const BATCH_ROWS: usize = 16_384;
@@ -54,8 +56,26 @@ impl fmt::Display for Position {
 /// daemon's: the file goes to quarantine.
 #[derive(Debug, thiserror::Error)]
 pub struct DecodeError {
+    /// What is wrong, for a person.
     pub message: String,
+    /// Where, when one place is to blame.
     pub position: Option<Position>,
+    /// What kind of problem it is.
+    pub kind: DecodeErrorKind,
+}
+
+/// What kind of problem a [`DecodeError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecodeErrorKind {
+    /// Not valid in its layout, or not the shape the mapping reads.
+    Malformed,
+    /// The file, or its compressed stream, could not be read.
+    Io,
+    /// Not a layout ingestd reads (a `.json` file that does not start like JSON).
+    Unrecognised,
+    /// No record, and not an empty file, an empty array or a CSV header either.
+    NoRecords,
 }
 
 impl fmt::Display for DecodeError {
@@ -68,12 +88,21 @@ impl fmt::Display for DecodeError {
 }
 
 impl DecodeError {
+    /// Invalid input (or input the mapping cannot read), at `position` if known.
     pub fn malformed(message: String, position: Option<Position>) -> DecodeError {
-        DecodeError { message, position }
+        DecodeError { message, position, kind: DecodeErrorKind::Malformed }
     }
 
     fn io(what: &str, e: std::io::Error) -> DecodeError {
-        DecodeError { message: format!("{what}: {e}"), position: None }
+        DecodeError { message: format!("{what}: {e}"), position: None, kind: DecodeErrorKind::Io }
+    }
+
+    fn unrecognised(message: String) -> DecodeError {
+        DecodeError { message, position: None, kind: DecodeErrorKind::Unrecognised }
+    }
+
+    fn no_records(message: String) -> DecodeError {
+        DecodeError { message, position: None, kind: DecodeErrorKind::NoRecords }
     }
 }
 
@@ -143,14 +172,78 @@ pub struct RawBatch {
     pub text_values: bool,
 }
 
-/// An open file, decompressed, positioned at its first byte, with its layout detected.
+/// Why a file that gave no record is still a good file, committed as empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Empty {
+    /// Not a byte (after decompression).
+    File,
+    /// An empty JSON array, `[]`, also at `records_path`.
+    Array,
+    /// A CSV header and no row, in a file that is CSV by config or by its name.
+    CsvHeader,
+}
+
+impl Empty {
+    /// How the ledger notes such a file.
+    pub fn note(self) -> &'static str {
+        match self {
+            Empty::File => "empty file",
+            Empty::Array => "empty array",
+            Empty::CsvHeader => "header only",
+        }
+    }
+}
+
+/// What [`OpenFile::decode`] read from a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodedFile {
+    /// Records decoded.
+    pub records: u64,
+    /// With no record: why the file is good all the same (otherwise decoding fails).
+    pub empty: Option<Empty>,
+}
+
+/// An open file, decompressed, positioned at its first byte of content, with its layout
+/// detected.
 pub struct OpenFile {
     pub detected: Detected,
     reader: Box<dyn BufRead + Send>,
+    /// What was passed before the reader's first byte.
+    lead: Lead,
+    content: Content,
+    /// The layout is CSV only because the content is not JSON (no config or name said so).
+    guessed_csv: bool,
 }
 
+/// The BOM and whitespace passed before a file's content: JSON decoders start counting bytes
+/// and lines there, so that positions in errors are the file's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Lead {
+    /// Bytes passed: the offset in the decompressed text of the first byte decoded.
+    bytes: u64,
+    /// Newlines among them.
+    newlines: u64,
+}
+
+/// What a file holds after its lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Content {
+    /// Not a byte, not even a BOM.
+    Nothing,
+    /// A BOM or whitespace, and nothing else.
+    Blank,
+    /// This byte first.
+    Starts(u8),
+}
+
+const BOM: &[u8] = &[0xEF, 0xBB, 0xBF];
+/// Whitespace sniffing keeps of a CSV's first line (the rest of the lead is not kept).
+const MAX_LEAD_LINE: usize = READ_BUFFER;
+
 /// Opens a file, detects compression by magic bytes and the layout from config, extension and
-/// content.
+/// content. A file of whitespace only, or a `.json` file that does not start like JSON, is
+/// refused here.
 pub fn open(path: &Path, name: &str, format: &FormatConfig) -> Result<OpenFile, DecodeError> {
     let file = File::open(path).map_err(|e| DecodeError::io("cannot open", e))?;
     let mut raw = BufReader::with_capacity(READ_BUFFER, file);
@@ -170,9 +263,21 @@ pub fn open(path: &Path, name: &str, format: &FormatConfig) -> Result<OpenFile, 
             Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
         }
     };
-    skip_bom(&mut reader).map_err(|e| decompress_error(compression, e))?;
-    let layout = detect_layout(&mut reader, name, format).map_err(|e| decompress_error(compression, e))?;
-    Ok(OpenFile { detected: Detected { compression, layout }, reader })
+    let sniffed = sniff(&mut reader, name, format).map_err(|e| e.into_decode_error(compression))?;
+    let reader: Box<dyn BufRead + Send> = match sniffed.line {
+        Some(line) if sniffed.layout == Layout::Csv && !line.is_empty() => {
+            Box::new(Replay::new(line, reader).map_err(|e| decompress_error(compression, e))?)
+        }
+        _ => reader,
+    };
+    let guessed_csv = sniffed.layout == Layout::Csv && !sniffed.csv_by_name;
+    Ok(OpenFile {
+        detected: Detected { compression, layout: sniffed.layout },
+        reader,
+        lead: sniffed.lead,
+        content: sniffed.content,
+        guessed_csv,
+    })
 }
 
 fn decompress_error(compression: Compression, e: std::io::Error) -> DecodeError {
@@ -182,58 +287,262 @@ fn decompress_error(compression: Compression, e: std::io::Error) -> DecodeError 
     }
 }
 
-fn skip_bom(reader: &mut dyn BufRead) -> std::io::Result<()> {
-    if reader.fill_buf()?.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        reader.consume(3);
-    }
-    Ok(())
+/// What [`sniff`] found.
+struct Sniffed {
+    layout: Layout,
+    lead: Lead,
+    content: Content,
+    /// CSV by config or by extension.
+    csv_by_name: bool,
+    /// The whitespace passed on the current line, for a file that may be CSV (there it is the
+    /// start of the header's first field); `None` when it ran past [`MAX_LEAD_LINE`].
+    line: Option<Vec<u8>>,
 }
 
-fn detect_layout(reader: &mut dyn BufRead, name: &str, format: &FormatConfig) -> std::io::Result<Layout> {
+/// Why sniffing stopped.
+enum SniffError {
+    Read(std::io::Error),
+    Refused(DecodeError),
+}
+
+impl SniffError {
+    fn into_decode_error(self, compression: Compression) -> DecodeError {
+        match self {
+            SniffError::Read(e) => decompress_error(compression, e),
+            SniffError::Refused(e) => e,
+        }
+    }
+}
+
+/// Passes a BOM and any amount of whitespace (consumed as it is read, so a lead of any length
+/// costs one buffer), then picks the layout from config, extension and the first byte. Refuses
+/// a file of whitespace only, and a `.json` file that does not start like JSON.
+fn sniff(reader: &mut dyn BufRead, name: &str, format: &FormatConfig) -> Result<Sniffed, SniffError> {
+    let extension = extension(name);
+    let ext = extension.as_deref();
+    let csv_by_name = match format.kind {
+        FormatKind::Csv => true,
+        FormatKind::Auto => matches!(ext, Some("csv" | "tsv" | "txt")),
+        FormatKind::Json | FormatKind::Ndjson => false,
+    };
+    let maybe_csv = csv_by_name || (format.kind == FormatKind::Auto && !matches!(ext, Some("json" | "ndjson" | "jsonl")));
+    let passed = pass_lead(reader, maybe_csv).map_err(SniffError::Read)?;
+    let lead = passed.lead;
+    if passed.content == Content::Blank {
+        let message = match lead.bytes {
+            3 if passed.bom => "no records: the file holds only a byte order mark",
+            _ => "no records: the file holds only whitespace",
+        };
+        return Err(SniffError::Refused(DecodeError::no_records(message.into())));
+    }
+    let first = match passed.content {
+        Content::Starts(b) => Some(b),
+        Content::Nothing | Content::Blank => None,
+    };
     let envelope_or = |fallback: Layout| match &format.records_path {
         Some(path) => Layout::JsonEnvelope(path.clone()),
         None => fallback,
     };
-    let first = reader.fill_buf()?.iter().copied().find(|b| !b.is_ascii_whitespace());
-    Ok(match format.kind {
+    let layout = match format.kind {
         FormatKind::Csv => Layout::Csv,
         FormatKind::Ndjson => Layout::Ndjson,
         FormatKind::Json if first == Some(b'{') => envelope_or(Layout::Ndjson),
         FormatKind::Json => Layout::JsonArray,
-        FormatKind::Auto => {
-            let base = name.trim_end_matches(".gz").trim_end_matches(".zst").trim_end_matches(".zstd");
-            let extension = base.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-            match (extension.as_deref(), first) {
-                (Some("csv" | "tsv" | "txt"), _) => Layout::Csv,
-                (Some("ndjson" | "jsonl"), _) => Layout::Ndjson,
-                (_, Some(b'[')) => Layout::JsonArray,
-                (_, Some(b'{')) => envelope_or(Layout::Ndjson),
-                _ => Layout::Csv,
+        FormatKind::Auto => match (ext, first) {
+            (Some("csv" | "tsv" | "txt"), _) => Layout::Csv,
+            (Some("ndjson" | "jsonl"), _) => Layout::Ndjson,
+            (_, Some(b'[')) => Layout::JsonArray,
+            (_, Some(b'{')) => envelope_or(Layout::Ndjson),
+            (Some("json"), Some(b)) => {
+                let reason = format!("a .json file must start with '[' or '{{' (found {} at byte {})", shown(b), lead.bytes);
+                return Err(SniffError::Refused(DecodeError::unrecognised(reason)));
+            }
+            // Nothing at all: an empty file in any layout.
+            (Some("json"), None) => Layout::JsonArray,
+            // Not JSON: read as CSV, which decides (a header alone is not taken as empty).
+            _ => Layout::Csv,
+        },
+    };
+    if layout == Layout::Csv && passed.line.is_none() {
+        let reason = format!("the first CSV line starts with more than {} MiB of whitespace", MAX_LEAD_LINE >> 20);
+        let at = Position { record: None, line: Some(lead.newlines + 1), byte: Some(lead.bytes) };
+        return Err(SniffError::Refused(DecodeError::malformed(reason, Some(at))));
+    }
+    Ok(Sniffed { layout, lead, content: passed.content, csv_by_name, line: passed.line })
+}
+
+/// The extension that names a layout: lower case, after any compression suffix.
+fn extension(name: &str) -> Option<String> {
+    let base = name.trim_end_matches(".gz").trim_end_matches(".zst").trim_end_matches(".zstd");
+    base.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())
+}
+
+/// A byte as a reason shows it: `'*'`, `'\x0c'`, or `0xff` outside ASCII.
+fn shown(b: u8) -> String {
+    if b.is_ascii() { format!("'{}'", b.escape_ascii()) } else { format!("0x{b:02x}") }
+}
+
+fn is_json_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// What [`pass_lead`] passed.
+struct Passed {
+    lead: Lead,
+    content: Content,
+    bom: bool,
+    /// The current line's whitespace, when asked for and not longer than [`MAX_LEAD_LINE`].
+    line: Option<Vec<u8>>,
+}
+
+/// Consumes a BOM and JSON whitespace, one buffer at a time, up to the first other byte (left
+/// in the reader). With `keep_line`, keeps the whitespace since the last line end.
+fn pass_lead(reader: &mut dyn BufRead, keep_line: bool) -> std::io::Result<Passed> {
+    let mut lead = Lead::default();
+    let bom = reader.fill_buf()?.starts_with(BOM);
+    if bom {
+        reader.consume(BOM.len());
+        lead.bytes = BOM.len() as u64;
+    }
+    let (mut line, mut line_too_long) = (Vec::new(), false);
+    let content = loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            break if lead.bytes == 0 { Content::Nothing } else { Content::Blank };
+        }
+        let n = buf.iter().position(|&b| !is_json_ws(b)).unwrap_or(buf.len());
+        let first = buf.get(n).copied();
+        let ws = &buf[..n];
+        lead.newlines += memchr::memchr_iter(b'\n', ws).count() as u64;
+        if keep_line {
+            // CSV ends a line at '\n' or '\r': only the current line's whitespace is data.
+            let tail = match memchr::memrchr2(b'\n', b'\r', ws) {
+                Some(end) => {
+                    line.clear();
+                    line_too_long = false;
+                    &ws[end + 1..]
+                }
+                None => ws,
+            };
+            if line_too_long || line.len() + tail.len() > MAX_LEAD_LINE {
+                line_too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(tail);
             }
         }
-    })
+        reader.consume(n);
+        lead.bytes += n as u64;
+        if let Some(b) = first {
+            break Content::Starts(b);
+        }
+    };
+    let line = (keep_line && !line_too_long).then_some(line);
+    Ok(Passed { lead, content, bom, line })
+}
+
+/// The whitespace sniffing took from a CSV's first line, given back ahead of the rest. It is
+/// served in one buffer with up to [`READ_BUFFER`] bytes after it, so that a reader that looks
+/// at one `fill_buf` (the header) sees the line's start whole.
+struct Replay {
+    head: Vec<u8>,
+    at: usize,
+    rest: Box<dyn BufRead + Send>,
+}
+
+impl Replay {
+    fn new(mut head: Vec<u8>, mut rest: Box<dyn BufRead + Send>) -> std::io::Result<Replay> {
+        let want = head.len() + READ_BUFFER;
+        while head.len() < want {
+            let more = rest.fill_buf()?;
+            if more.is_empty() {
+                break;
+            }
+            let take = more.len().min(want - head.len());
+            head.extend_from_slice(&more[..take]);
+            rest.consume(take);
+        }
+        Ok(Replay { head, at: 0, rest })
+    }
+}
+
+impl Read for Replay {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let buf = self.fill_buf()?;
+        let n = buf.len().min(out.len());
+        out[..n].copy_from_slice(&buf[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Replay {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.at < self.head.len() {
+            return Ok(&self.head[self.at..]);
+        }
+        self.rest.fill_buf()
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if self.at < self.head.len() {
+            self.at = (self.at + amount).min(self.head.len());
+        } else {
+            self.rest.consume(amount);
+        }
+    }
 }
 
 impl OpenFile {
     /// Decodes every record, handing each record batch to `emit` as soon as it is full.
-    /// Returns the number of records decoded.
-    pub fn decode(self, plan: &DecodePlan, emit: &mut dyn FnMut(RawBatch) -> Result<(), DecodeError>) -> Result<u64, DecodeError> {
-        match &self.detected.layout {
-            Layout::Csv => csv::decode(self.reader, &plan.format.csv, (&plan.csv_columns, plan.csv_unmapped), emit),
-            json => json::decode(self.reader, json, &plan.json_fields, emit),
+    /// A file with no record is refused unless it is an empty file, an empty array, or (CSV by
+    /// config or name) a header alone: whitespace, or junk that reads as a CSV header, is not
+    /// taken for an empty file.
+    pub fn decode(self, plan: &DecodePlan, emit: &mut dyn FnMut(RawBatch) -> Result<(), DecodeError>) -> Result<DecodedFile, DecodeError> {
+        if self.content == Content::Nothing {
+            return Ok(DecodedFile { records: 0, empty: Some(Empty::File) });
         }
+        let records = match &self.detected.layout {
+            Layout::Csv => csv::decode(self.reader, &plan.format.csv, (&plan.csv_columns, plan.csv_unmapped), emit)?,
+            json => json::decode(self.reader, json, &plan.json_fields, emit, self.lead)?,
+        };
+        if records > 0 {
+            return Ok(DecodedFile { records, empty: None });
+        }
+        // A JSON layout decoded without error and without a record closed an empty array.
+        let empty = match self.detected.layout {
+            Layout::JsonArray | Layout::JsonEnvelope(_) => Empty::Array,
+            Layout::Csv if !self.guessed_csv => Empty::CsvHeader,
+            Layout::Csv => {
+                let found = match self.content {
+                    Content::Starts(b) => shown(b),
+                    Content::Nothing | Content::Blank => String::new(),
+                };
+                return Err(DecodeError::no_records(format!(
+                    "no records: not JSON ({found} at byte {}), and read as CSV only a header line (a .csv name or \
+                     format.kind = \"csv\" takes such a file as empty)",
+                    self.lead.bytes
+                )));
+            }
+            Layout::Ndjson => return Err(DecodeError::no_records("no records: the file holds no JSON value".into())),
+        };
+        Ok(DecodedFile { records: 0, empty: Some(empty) })
     }
 
     /// The first `limit` records as raw JSON texts (for JSON layouts), used to infer a mapping.
     pub fn sample_json(self, limit: usize) -> Result<Vec<Vec<u8>>, DecodeError> {
         match self.detected.layout {
             Layout::Csv => Err(DecodeError::malformed("not a JSON file".into(), None)),
-            ref json_layout => json::sample(self.reader, json_layout, limit),
+            _ if self.content == Content::Nothing => Ok(Vec::new()),
+            ref json_layout => json::sample(self.reader, json_layout, limit, self.lead),
         }
     }
 
     /// The CSV header and the first `limit` rows, used to infer a mapping.
     pub fn sample_csv(self, plan_csv: &crate::config::CsvConfig, limit: usize) -> Result<RecordBatch, DecodeError> {
+        if self.content == Content::Nothing {
+            return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
+        }
         csv::sample(self.reader, plan_csv, limit)
     }
 }

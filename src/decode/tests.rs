@@ -24,8 +24,32 @@ fn decode_bytes(name: &str, bytes: &[u8], format: FormatConfig) -> Result<(Detec
         values.extend((0..a.len()).map(|i| if a.is_null(i) { "-".to_string() } else { a.value(i).to_string() }));
         Ok(())
     })?;
-    assert_eq!(rows as usize, values.len());
+    assert_eq!(rows.records as usize, values.len());
     Ok((detected, values))
+}
+
+/// Decodes `bytes` saved as `name`, reading no CSV column (so that a CSV header alone is no
+/// error of its own); returns what [`OpenFile::decode`] says of the file.
+fn decoded(name: &str, bytes: &[u8], format: FormatConfig) -> Result<DecodedFile, DecodeError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let plan = DecodePlan { csv_columns: Vec::new(), ..plan(format) };
+    open(&path, name, &plan.format)?.decode(&plan, &mut |_| Ok(()))
+}
+
+/// [`decoded`], its error as text (to compare whole results).
+fn summary(name: &str, bytes: &[u8], format: FormatConfig) -> Result<DecodedFile, String> {
+    decoded(name, bytes, format).map_err(|e| e.to_string())
+}
+
+fn kind(kind: FormatKind) -> FormatConfig {
+    FormatConfig { kind, ..FormatConfig::default() }
+}
+
+/// JSON whitespace, `len` bytes of it, newlines included.
+fn whitespace(len: usize) -> Vec<u8> {
+    b" \n\t\r".iter().copied().cycle().take(len).collect()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -134,5 +158,129 @@ fn csv_columns_no_mapping_reads_are_counted_or_captured_as_json_strings() {
             .unwrap();
         assert_eq!((ignored, widths), (4, vec![2]), "{mode:?}: two columns unread in two rows; only a and c decoded");
         assert_eq!(want.map(|w| w == captured), mode.eq(&Unmapped::Capture).then_some(true), "{captured:?}");
+    }
+}
+
+const MIB: usize = 1 << 20;
+
+#[test]
+fn json_after_two_mib_of_whitespace_is_sniffed_whatever_follows() {
+    let lead = whitespace(2 * MIB);
+    let array = [&lead[..], ARRAY].concat();
+    for (name, format) in [("lead", kind(FormatKind::Auto)), ("lead.json", kind(FormatKind::Auto)), ("lead", kind(FormatKind::Json))] {
+        let (detected, a) = decode_bytes(name, &array, format.clone()).unwrap();
+        assert_eq!(detected.layout, Layout::JsonArray, "{name} {format:?}");
+        assert_eq!(a, ["x", "12.5", "-", "true"], "{name} {format:?}");
+    }
+    let lines = [&lead[..], b"{\"a\": \"1\"}\n{\"a\": \"2\"}\n"].concat();
+    for (name, format) in [("lead", kind(FormatKind::Auto)), ("lead.json", kind(FormatKind::Auto)), ("lead", kind(FormatKind::Json))] {
+        let (detected, a) = decode_bytes(name, &lines, format.clone()).unwrap();
+        assert_eq!(detected.layout, Layout::Ndjson, "{name} {format:?}");
+        assert_eq!(a, ["1", "2"], "{name} {format:?}");
+    }
+    let envelope = [&lead[..], br#"{"status": {}, "property": [{"a": "1"}]}"#].concat();
+    let format = FormatConfig { kind: FormatKind::Json, records_path: Some("property".into()), ..FormatConfig::default() };
+    let (detected, a) = decode_bytes("lead", &envelope, format).unwrap();
+    assert_eq!(detected.layout, Layout::JsonEnvelope("property".into()));
+    assert_eq!(a, ["1"]);
+}
+
+#[test]
+fn positions_after_a_lead_count_its_bytes_and_lines() {
+    let lead = vec![b'\n'; 2 * MIB];
+    let err = decode_bytes("lead", &[&lead[..], br#"{"a": oops}"#].concat(), FormatConfig::default()).unwrap_err();
+    let (line, byte) = (2 * MIB + 1, 2 * MIB + 6);
+    assert!(err.to_string().contains(&format!("line {line}")) && err.to_string().contains(&format!("byte {byte}")), "{err}");
+    // BOM (3 bytes) and " \r\n\t" (4, one newline), then a good line (9 bytes), then `oops` at 6.
+    let err = decode_bytes("e.ndjson", b"\xEF\xBB\xBF \r\n\t{\"a\": 1}\n{\"a\": oops}\n", FormatConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("record 2, line 3, byte 22"), "{err}");
+}
+
+#[test]
+fn a_bom_and_whitespace_before_json_or_csv() {
+    let text = [b"\xEF\xBB\xBF \r\n\t".as_slice(), ARRAY].concat();
+    for name in ["bom", "bom.json"] {
+        let (detected, a) = decode_bytes(name, &text, FormatConfig::default()).unwrap();
+        assert_eq!((detected.layout, a.len()), (Layout::JsonArray, 4), "{name}");
+    }
+    // Blank lines before a CSV header are passed; the header line's own whitespace is data.
+    let (_, a) = decode_bytes("x.csv", b"\xEF\xBB\xBF\n\r\na,c\n1,2\n", FormatConfig::default()).unwrap();
+    assert_eq!(a, ["1"]);
+    let err = decode_bytes("x.csv", b"\xEF\xBB\xBF\n \t a,c\n1,2\n", FormatConfig::default()).unwrap_err();
+    assert!(err.to_string().contains(r#"no column "a""#) && err.to_string().contains(r#"" \t a""#), "{err}");
+    let mut format = FormatConfig::default();
+    format.csv.delimiter = '\t';
+    let (_, a) = decode_bytes("x.tsv", b"\ta\tc\n0\t1\t2\n", format).unwrap();
+    assert_eq!(a, ["1"], "the empty first name of a TSV header is kept");
+}
+
+#[test]
+fn what_is_neither_json_nor_a_csv_with_rows_is_refused_not_zero_rows() {
+    for text in ["*", " ", "]", "1]", "abc", "\u{feff}", "\u{feff} \n"] {
+        for name in ["x.json", "x"] {
+            let err = decoded(name, text.as_bytes(), FormatConfig::default()).unwrap_err();
+            let blank = text.trim_start_matches('\u{feff}').trim().is_empty();
+            let want = match (blank, name) {
+                (true, _) => DecodeErrorKind::NoRecords,
+                (false, "x.json") => DecodeErrorKind::Unrecognised,
+                (false, _) => DecodeErrorKind::NoRecords,
+            };
+            assert_eq!(err.kind, want, "{name} {text:?}: {err}");
+            assert!(err.message.contains("no records") || err.message.contains("must start with"), "{name} {text:?}: {err}");
+        }
+    }
+    let err = decoded("x.json", b"*", FormatConfig::default()).unwrap_err();
+    assert_eq!(err.to_string(), "a .json file must start with '[' or '{' (found '*' at byte 0)");
+    let err = decoded("x.json", b"\xEF\xBB\xBF\n abc", FormatConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("found 'a' at byte 5"), "{err}");
+    assert_eq!(summary("x", b" ", FormatConfig::default()), Err("no records: the file holds only whitespace".to_string()));
+    for format in [kind(FormatKind::Ndjson), kind(FormatKind::Json), kind(FormatKind::Csv)] {
+        let err = decoded("x", b" \n", format.clone()).unwrap_err();
+        assert_eq!(err.kind, DecodeErrorKind::NoRecords, "{format:?}: {err}");
+    }
+}
+
+#[test]
+fn only_an_empty_file_an_empty_array_or_a_csv_header_is_empty() {
+    let empty = |e: Empty| Ok::<_, String>(DecodedFile { records: 0, empty: Some(e) });
+    for name in ["x", "x.json", "x.ndjson", "x.csv"] {
+        assert_eq!(summary(name, b"", FormatConfig::default()), empty(Empty::File), "{name}");
+        assert_eq!(summary(name, &gzip(b""), FormatConfig::default()), empty(Empty::File), "{name}, gzip");
+    }
+    for format in [kind(FormatKind::Json), kind(FormatKind::Ndjson), kind(FormatKind::Csv)] {
+        assert_eq!(summary("x", b"", format.clone()), empty(Empty::File), "{format:?}");
+    }
+    for (name, text) in [("x", "[]"), ("x.json", " \n[ ]\n"), ("x", "\u{feff}[]")] {
+        assert_eq!(summary(name, text.as_bytes(), FormatConfig::default()), empty(Empty::Array), "{name} {text:?}");
+    }
+    let format = FormatConfig { records_path: Some("property".into()), ..FormatConfig::default() };
+    assert_eq!(summary("x", br#"{"status": 0, "property": []}"#, format), empty(Empty::Array));
+    assert_eq!(summary("x.csv", b"a,c\n", FormatConfig::default()), empty(Empty::CsvHeader));
+    assert_eq!(summary("x", b"a,c\r\n", kind(FormatKind::Csv)), empty(Empty::CsvHeader));
+    let err = decoded("x", b"a,c\n", FormatConfig::default()).unwrap_err();
+    assert_eq!(err.kind, DecodeErrorKind::NoRecords, "{err}");
+    assert_eq!(summary("x", ARRAY, FormatConfig::default()), Ok(DecodedFile { records: 4, empty: None }));
+}
+
+#[test]
+fn three_hundred_mib_of_whitespace_between_records_stream_through_gzip_and_zstd() {
+    // Members (gzip) and frames (zstd) one after another are one stream, so a mebibyte of
+    // whitespace compressed once, repeated, is 300 MiB decompressed: more than the 256 MiB a
+    // reader that kept the whitespace would refuse at.
+    let block = whitespace(MIB);
+    let mut gz = gzip(b"{\"a\": \"1\"}\n");
+    let mut zst = zstd::encode_all(&b"{\"a\": \"1\"}\n"[..], 3).unwrap();
+    let (gz_block, zst_block) = (gzip(&block), zstd::encode_all(&block[..], 3).unwrap());
+    for _ in 0..300 {
+        gz.extend_from_slice(&gz_block);
+        zst.extend_from_slice(&zst_block);
+    }
+    gz.extend_from_slice(&gzip(b"{\"a\": \"2\"}\n"));
+    zst.extend_from_slice(&zstd::encode_all(&b"{\"a\": \"2\"}\n"[..], 3).unwrap());
+    for (name, bytes) in [("big.gz", gz), ("big.zst", zst)] {
+        assert!(bytes.len() < 8 * MIB, "{name}: {} bytes", bytes.len());
+        let (detected, a) = decode_bytes(name, &bytes, FormatConfig::default()).unwrap();
+        assert_eq!(detected.layout, Layout::Ndjson, "{name}");
+        assert_eq!(a, ["1", "2"], "{name}");
     }
 }

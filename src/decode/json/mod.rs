@@ -8,7 +8,7 @@ mod syntax;
 pub use record::FieldTree;
 use record::TextColumns;
 
-use super::{BATCH_ROWS, DecodeError, Layout, Position, RawBatch};
+use super::{BATCH_ROWS, DecodeError, Layout, Lead, Position, RawBatch};
 use std::io::Read;
 use syntax::{Misfit, Stop, after_key, bad, expect, peek, skip_string, skip_value, skip_ws};
 
@@ -42,10 +42,16 @@ enum Place {
         level: usize,
         first: bool,
     },
+    /// Inside the envelope object at this depth, after a comma: a key must follow.
+    Key {
+        level: usize,
+    },
     /// Inside the records array; `first` before its first element.
     Array {
         first: bool,
     },
+    /// Inside the records array, after a comma: a record must follow.
+    Element,
     /// NDJSON: between lines.
     Lines,
     /// After the last record: only whitespace may follow.
@@ -92,6 +98,15 @@ impl<'a> JsonReader<'a> {
             counted_to: 0,
             chunk: CHUNK,
         }
+    }
+
+    /// Starts counting at what sniffing passed (a BOM, whitespace), so that positions are the
+    /// file's.
+    fn starting_after(mut self, lead: Lead) -> JsonReader<'a> {
+        self.base = lead.bytes;
+        self.counted_to = lead.bytes;
+        self.newlines = lead.newlines;
+        self
     }
 
     /// Reads the whole stream.
@@ -143,9 +158,14 @@ impl<'a> JsonReader<'a> {
     fn advance(&mut self, buf: &[u8], eof: bool) -> Result<usize, DecodeError> {
         let mut done = 0;
         loop {
+            // Whitespace between steps is done with even when the step after it waits for more
+            // bytes: a run of any length is then never kept, and never grows the buffer.
+            done = self.skip_ws_counting(buf, done);
+            if done == buf.len() {
+                return Ok(done);
+            }
             match self.step(buf, done) {
-                Ok(Some(next)) => done = next,
-                Ok(None) => return Ok(done),
+                Ok(next) => done = next,
                 Err(Stop::More) if !eof => return Ok(done),
                 Err(Stop::More) => return Err(self.truncated()),
                 Err(Stop::Bad(what, at)) => return Err(self.error(format!("invalid JSON: {what}"), at)),
@@ -158,14 +178,10 @@ impl<'a> JsonReader<'a> {
         }
     }
 
-    /// One structural step from `i`: a record, an envelope key, a bracket. `None` at the end of
-    /// the buffer with nothing pending.
-    fn step(&mut self, buf: &[u8], i: usize) -> Result<Option<usize>, Stop> {
-        let i = self.skip_ws_counting(buf, i);
-        if i >= buf.len() {
-            return Ok(None);
-        }
-        let next = match self.place {
+    /// One structural step from `i` (not whitespace, inside `buf`): a record, an envelope
+    /// member, a bracket, a comma. Returns the position after it.
+    fn step(&mut self, buf: &[u8], i: usize) -> Result<usize, Stop> {
+        Ok(match self.place {
             Place::Start if self.ndjson => {
                 self.place = Place::Lines;
                 i
@@ -187,7 +203,11 @@ impl<'a> JsonReader<'a> {
                     };
                     i + 1
                 }
-                b',' if !first => self.record(buf, skip_ws(buf, i + 1))?,
+                // The comma is a step of its own, so whitespace after it is passed as above.
+                b',' if !first => {
+                    self.place = Place::Element;
+                    i + 1
+                }
                 _ if first => {
                     let end = self.record(buf, i)?;
                     self.place = Place::Array { first: false };
@@ -195,25 +215,43 @@ impl<'a> JsonReader<'a> {
                 }
                 _ => return bad("expected ',' or ']' after a record", i),
             },
+            Place::Element => {
+                let end = self.record(buf, i)?;
+                self.place = Place::Array { first: false };
+                end
+            }
             Place::Envelope { level, first } => self.envelope_step(buf, i, level, first)?,
+            Place::Key { level } => self.member(buf, i, level)?,
             Place::End => return bad("unexpected data after the end of the JSON array", i),
-        };
-        Ok(Some(next))
+        })
     }
 
-    /// A key (and its value) of an envelope object, or its end.
+    /// In an envelope object: its end, the comma before a key (a step of its own, as in the
+    /// records array), or its first member.
     fn envelope_step(&mut self, buf: &[u8], i: usize, level: usize, first: bool) -> Result<usize, Stop> {
-        if peek(buf, i)? == b'}' {
-            if !self.found[level] {
-                return Err(Stop::Misfit(Misfit::NoEnvelopeKey(level), i));
+        match peek(buf, i)? {
+            b'}' => {
+                if !self.found[level] {
+                    return Err(Stop::Misfit(Misfit::NoEnvelopeKey(level), i));
+                }
+                self.place = match level {
+                    0 => Place::End,
+                    _ => Place::Envelope { level: level - 1, first: false },
+                };
+                Ok(i + 1)
             }
-            self.place = match level {
-                0 => Place::End,
-                _ => Place::Envelope { level: level - 1, first: false },
-            };
-            return Ok(i + 1);
+            b',' if !first => {
+                self.place = Place::Key { level };
+                Ok(i + 1)
+            }
+            _ if first => self.member(buf, i, level),
+            _ => bad("expected ',' or '}' in an object", i),
         }
-        let i = if first { i } else { skip_ws(buf, expect(buf, i, b',', "expected ',' or '}' in an object")?) };
+    }
+
+    /// A key and its value in the envelope object at `level`: records_path's key opens the
+    /// next level (or the records array), any other value is skipped.
+    fn member(&mut self, buf: &[u8], i: usize, level: usize) -> Result<usize, Stop> {
         if peek(buf, i)? != b'"' {
             return bad("expected a key (a string)", i);
         }
@@ -298,8 +336,8 @@ impl<'a> JsonReader<'a> {
     fn truncated(&self) -> DecodeError {
         let what = match self.place {
             Place::Start => "the file is empty".to_string(),
-            Place::Array { .. } => "the JSON array is not closed (truncated file?)".to_string(),
-            Place::Envelope { .. } => "the JSON object is not closed (truncated file?)".to_string(),
+            Place::Array { .. } | Place::Element => "the JSON array is not closed (truncated file?)".to_string(),
+            Place::Envelope { .. } | Place::Key { .. } => "the JSON object is not closed (truncated file?)".to_string(),
             _ => format!("the file ends inside record {} (truncated file?)", self.count + 1),
         };
         DecodeError::malformed(what, Some(self.position(None)))
@@ -328,17 +366,23 @@ impl<'a> JsonReader<'a> {
     }
 
     fn position(&self, byte: Option<u64>) -> Position {
-        let record = matches!(self.place, Place::Array { .. } | Place::Lines).then_some(self.count + 1);
+        let record = matches!(self.place, Place::Array { .. } | Place::Element | Place::Lines).then_some(self.count + 1);
         let line = self.ndjson.then_some(self.newlines + 1);
         Position { record, line, byte }
     }
 }
 
-/// Decodes a JSON file of any layout into record batches of text columns.
-pub(super) fn decode(reader: impl Read, layout: &Layout, tree: &FieldTree, emit: Emit<'_>) -> Result<u64, DecodeError> {
-    decode_in_chunks(reader, layout, tree, emit, CHUNK)
+/// Decodes a JSON file of any layout into record batches of text columns; `reader` starts after
+/// `lead`. Returns the number of records.
+pub(super) fn decode(reader: impl Read, layout: &Layout, tree: &FieldTree, emit: Emit<'_>, lead: Lead) -> Result<u64, DecodeError> {
+    let records = Records::Columns { tree, columns: TextColumns::new(tree), emit };
+    let mut json = JsonReader::new(layout, records).starting_after(lead);
+    json.read_all(reader)?;
+    Ok(json.count)
 }
 
+/// [`decode`] from a file's first byte, `chunk` bytes at a time.
+#[cfg(test)]
 fn decode_in_chunks(reader: impl Read, layout: &Layout, tree: &FieldTree, emit: Emit<'_>, chunk: usize) -> Result<u64, DecodeError> {
     let records = Records::Columns { tree, columns: TextColumns::new(tree), emit };
     let mut json = JsonReader::new(layout, records);
@@ -347,9 +391,9 @@ fn decode_in_chunks(reader: impl Read, layout: &Layout, tree: &FieldTree, emit: 
     Ok(json.count)
 }
 
-/// The first `limit` records as JSON texts.
-pub(super) fn sample(reader: impl Read, layout: &Layout, limit: usize) -> Result<Vec<Vec<u8>>, DecodeError> {
-    let mut json = JsonReader::new(layout, Records::Raw { texts: Vec::new(), limit });
+/// The first `limit` records as JSON texts; `reader` starts after `lead`.
+pub(super) fn sample(reader: impl Read, layout: &Layout, limit: usize, lead: Lead) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let mut json = JsonReader::new(layout, Records::Raw { texts: Vec::new(), limit }).starting_after(lead);
     json.read_all(reader)?;
     match json.records {
         Records::Raw { texts, .. } => Ok(texts),
@@ -439,6 +483,74 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rows, 1);
+    }
+
+    /// `n` bytes of JSON whitespace, made as they are read.
+    struct Blank(u64);
+
+    impl Read for Blank {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = out.len().min(usize::try_from(self.0).unwrap_or(usize::MAX));
+            for (i, b) in out[..n].iter_mut().enumerate() {
+                *b = [b' ', b'\n', b'\t', b' ', b'\r', b' '][i % 6];
+            }
+            self.0 -= n as u64;
+            Ok(n)
+        }
+    }
+
+    /// A reader that remembers the largest read asked of it: the JSON reader's buffer, less
+    /// what it holds.
+    struct Widest<R> {
+        inner: R,
+        widest: usize,
+    }
+
+    impl<R: Read> Read for Widest<R> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.widest = self.widest.max(out.len());
+            self.inner.read(out)
+        }
+    }
+
+    #[test]
+    fn whitespace_between_records_is_passed_not_buffered() {
+        const GAP: u64 = 1 << 20;
+        let tree = FieldTree::new(["id"]).unwrap();
+        // Each case: the document's pieces, its layout, the ids it holds.
+        type Case = (&'static [&'static [u8]], Layout, &'static [&'static str]);
+        let cases: [Case; 3] = [
+            (&[b"", br#"{"id": 1}"#, br#"{"id": 2}"#, b""], Layout::Ndjson, &["1", "2"]),
+            (&[b"", b"[", br#"{"id": 1}"#, b",", br#"{"id": 2}"#, b"]", b""], Layout::JsonArray, &["1", "2"]),
+            (
+                &[br#"{"meta": 1"#, b",", br#""data": {"#, br#""rows": ["#, br#"{"id": 1}"#, b"]", b"}", b",", br#""n": 2"#, b"}", b""],
+                Layout::JsonEnvelope("data.rows".into()),
+                &["1"],
+            ),
+        ];
+        for (pieces, layout, want) in cases {
+            // The pieces with a megabyte of whitespace between each two.
+            let mut spaced: Box<dyn Read> = Box::new(pieces[0]);
+            for piece in &pieces[1..] {
+                spaced = Box::new(spaced.chain(Blank(GAP)).chain(*piece));
+            }
+            let mut reader = Widest { inner: spaced, widest: 0 };
+            let mut ids = Vec::new();
+            decode_in_chunks(
+                &mut reader,
+                &layout,
+                &tree,
+                &mut |b| {
+                    let id = b.text.column(0).as_string::<i32>();
+                    ids.extend((0..id.len()).map(|i| id.value(i).to_string()));
+                    Ok(())
+                },
+                64,
+            )
+            .unwrap();
+            assert_eq!(ids, want, "{layout:?}");
+            assert!(reader.widest <= 64, "{layout:?}: the buffer grew to {} bytes", reader.widest);
+        }
     }
 
     #[test]
