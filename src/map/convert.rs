@@ -58,9 +58,7 @@ pub(super) fn column(
             list_of(item, StringBuilder::new(), text.len(), value, &mut on_bad, |v| Ok(v.to_string()))?
         }
         ColumnType::List(item @ ListItem::Int64) => list_of(item, Int64Builder::new(), text.len(), value, &mut on_bad, parse_i64)?,
-        ColumnType::List(item @ ListItem::Float64) => {
-            list_of(item, Float64Builder::new(), text.len(), value, &mut on_bad, |v| v.trim().parse::<f64>().map_err(|e| e.to_string()))?
-        }
+        ColumnType::List(item @ ListItem::Float64) => list_of(item, Float64Builder::new(), text.len(), value, &mut on_bad, parse_f64)?,
         ColumnType::List(item @ ListItem::Bool) => list_of(item, BooleanBuilder::new(), text.len(), value, &mut on_bad, parse_bool)?,
         ColumnType::Decimal { precision, scale } => Arc::new(
             primitive::<Decimal128Type>(text.len(), value, &mut on_bad, |v| parse_decimal(v, precision, scale))?
@@ -70,9 +68,7 @@ pub(super) fn column(
         ColumnType::Int32 => Arc::new(primitive::<Int32Type>(text.len(), value, &mut on_bad, |v| {
             parse_i64(v).and_then(|n| i32::try_from(n).map_err(|_| "out of range for int32".to_string()))
         })?),
-        ColumnType::Float64 => {
-            Arc::new(primitive::<Float64Type>(text.len(), value, &mut on_bad, |v| v.trim().parse::<f64>().map_err(|e| e.to_string()))?)
-        }
+        ColumnType::Float64 => Arc::new(primitive::<Float64Type>(text.len(), value, &mut on_bad, parse_f64)?),
         ColumnType::Date => {
             let items = date_items(format)?;
             Arc::new(primitive::<Date32Type>(text.len(), value, &mut on_bad, |v| parse_date_items(v, &items, format))?)
@@ -173,16 +169,102 @@ fn elements(v: &str) -> Result<Vec<Option<String>>, String> {
         .collect()
 }
 
-/// Integers, also written as whole floats ("265000.0") or with surrounding spaces.
+/// Integers, also written as whole floats ("265000.0", "2.65e5") or with surrounding spaces.
 pub fn parse_i64(v: &str) -> Result<i64, String> {
     let v = v.trim();
     if let Ok(n) = v.parse::<i64>() {
         return Ok(n);
     }
+    // A float is read from its digits, not through f64, which would round 4503599627370496.5
+    // to a whole number and 9007199254740993.0 to another one.
+    let Some(number) = DecimalText::parse(v) else { return Err("not a number".into()) };
+    if number.digits.is_empty() {
+        return Ok(0);
+    }
+    if number.exponent < 0 {
+        return Err("not a whole number".into());
+    }
+    let out_of_range = || "out of range for int64".to_string();
+    if (number.digits.len() as i64).saturating_add(number.exponent) > i64::from(INT64_DIGITS) {
+        return Err(out_of_range());
+    }
+    let sign = if number.negative { "-" } else { "" };
+    format!("{sign}{}{}", number.digits, "0".repeat(number.exponent as usize)).parse::<i64>().map_err(|_| out_of_range())
+}
+
+/// Digits of the longest int64: a decimal with this many before its point holds any.
+pub(super) const INT64_DIGITS: u8 = 19;
+
+/// A float64 from decimal text (`-1.5`, `2e-3`, surrounding spaces allowed). Numbers float64
+/// holds only as an infinity (`1e400`) and the spellings `inf`, `infinity` and `NaN` are bad
+/// values: a float column never holds a value its input did not have.
+pub fn parse_f64(v: &str) -> Result<f64, String> {
+    let v = v.trim();
+    // Rust's parser also reads `inf`, `infinity` and `NaN`, in any case.
+    if decimal_parts(v).is_none() {
+        return Err("not a number".into());
+    }
     match v.parse::<f64>() {
-        Ok(f) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => Ok(f as i64),
-        Ok(_) => Err("not a whole number".into()),
-        Err(_) => Err("not a number".into()),
+        Ok(f) if f.is_finite() => Ok(f),
+        Ok(_) => Err("out of range for float64".into()),
+        Err(e) => Err(format!("not a number: {e}")),
+    }
+}
+
+/// The parts of decimal number text, `[+-]digits[.digits][(e|E)[+-]digits]` with a digit on at
+/// least one side of the point: whether it is negative, the digits before and after the point,
+/// and the exponent as written (empty without one). `None` for any other text, `inf`, `NaN`
+/// and `0x1F` included.
+fn decimal_parts(text: &str) -> Option<(bool, &str, &str, &str)> {
+    let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let (negative, body) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(i) => {
+            let exponent = &body[i + 1..];
+            let exponent_digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+            if exponent_digits.is_empty() || !is_digits(exponent_digits) {
+                return None;
+            }
+            (&body[..i], exponent)
+        }
+        None => (body, ""),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction) {
+        return None;
+    }
+    Some((negative, whole, fraction, exponent))
+}
+
+/// A number written in decimal (`-12.50`, `.5`, `1.25E3`), reduced to its significant digits:
+/// its value is `digits` × 10^`exponent`, `digits` without leading or trailing zeros. Zero has
+/// no digits, exponent 0 and no sign. Two texts of the same number compare equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct DecimalText {
+    pub(super) negative: bool,
+    pub(super) digits: String,
+    pub(super) exponent: i64,
+}
+
+impl DecimalText {
+    /// Reads decimal number text (see [`decimal_parts`]); `None` for other text and for an
+    /// exponent beyond i64.
+    pub(super) fn parse(text: &str) -> Option<DecimalText> {
+        let (negative, whole, fraction, written_exponent) = decimal_parts(text)?;
+        let all = format!("{whole}{fraction}");
+        let unpadded = all.trim_start_matches('0');
+        let significant = unpadded.trim_end_matches('0');
+        if significant.is_empty() {
+            return Some(DecimalText { negative: false, digits: String::new(), exponent: 0 });
+        }
+        let written_exponent: i64 = if written_exponent.is_empty() { 0 } else { written_exponent.parse().ok()? };
+        let trailing_zeros = (unpadded.len() - significant.len()) as i64;
+        let exponent = written_exponent.checked_sub(fraction.len() as i64)?.checked_add(trailing_zeros)?;
+        Some(DecimalText { negative, digits: significant.to_string(), exponent })
     }
 }
 
@@ -299,6 +381,62 @@ mod tests {
         assert_eq!(parse_i64(" 265000.0 "), Ok(265000));
         assert!(parse_i64("0.5").is_err());
         assert!(parse_i64("n/a").is_err());
+    }
+
+    #[test]
+    fn whole_floats_become_integers_exactly_or_not_at_all() {
+        assert_eq!(parse_i64("2.65e5"), Ok(265000));
+        assert_eq!(parse_i64("9007199254740993.0"), Ok(9_007_199_254_740_993), "past 2^53, where f64 would round");
+        assert_eq!(parse_i64("9223372036854775807.000"), Ok(i64::MAX));
+        assert_eq!(parse_i64("-9223372036854775808.0"), Ok(i64::MIN));
+        assert_eq!(parse_i64("-0.0"), Ok(0));
+        assert!(parse_i64("4503599627370496.5").unwrap_err().contains("whole"), "f64 rounds it to 4503599627370496");
+        for big in ["9223372036854775808.0", "1e19", "1e400", "-1e400"] {
+            assert!(parse_i64(big).unwrap_err().contains("out of range"), "{big}");
+        }
+        for bad in ["inf", "-infinity", "NaN", "1e-400", "1e", "."] {
+            assert!(parse_i64(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn floats_are_finite_numbers_or_bad_values() {
+        assert_eq!(parse_f64(" 2.5e-3 "), Ok(0.0025));
+        assert_eq!(parse_f64("-.5"), Ok(-0.5));
+        assert_eq!(parse_f64("1e-400"), Ok(0.0), "the nearest float, as for any other fraction");
+        for big in ["1e400", "-1e400", "1e99999999999999999999"] {
+            assert!(parse_f64(big).unwrap_err().contains("out of range"), "{big}");
+        }
+        for bad in ["inf", "-inf", "+infinity", "Infinity", "NaN", "nan", "", "1e", "e5", "0x10", "1.2.3", "1,5"] {
+            assert!(parse_f64(bad).is_err(), "{bad}");
+        }
+
+        // Through a column the policy sees them; the column never holds an infinity or NaN.
+        let convert = |values: Vec<Option<&str>>, kind: ColumnType| {
+            let spec = ColumnConfig { path: "x".into(), kind, format: None, null_if: vec![] };
+            let mut bad = Vec::new();
+            let array = column(&StringArray::from(values), &spec, &|_| false, |row, _, _| {
+                bad.push(row);
+                Ok(())
+            })
+            .unwrap();
+            (array, bad)
+        };
+        let (floats, bad) = convert(vec![Some("1.5"), Some("1e400"), Some("NaN"), Some("-1e400"), Some("inf")], ColumnType::Float64);
+        let floats = floats.as_any().downcast_ref::<arrow::array::Float64Array>().unwrap();
+        assert_eq!((floats.value(0), floats.null_count(), bad), (1.5, 4, vec![1, 2, 3, 4]));
+        let (lists, bad) = convert(vec![Some("[1.5, 2]"), Some("[1.5, 1e400]"), Some("[\"NaN\"]")], ColumnType::List(ListItem::Float64));
+        assert_eq!((lists.null_count(), bad), (2, vec![1, 2]));
+    }
+
+    #[test]
+    fn decimal_text_compares_numbers_not_spellings() {
+        let parse = |text| DecimalText::parse(text).unwrap();
+        assert_eq!(parse("1.50"), parse("15e-1"));
+        assert_eq!(parse("0.1"), DecimalText { negative: false, digits: "1".into(), exponent: -1 });
+        assert_eq!(parse("-1200"), DecimalText { negative: true, digits: "12".into(), exponent: 2 });
+        assert_eq!(parse("-0.000e5"), parse("0"), "zero has no sign");
+        assert_eq!(DecimalText::parse("1e99999999999999999999"), None);
     }
 
     #[test]

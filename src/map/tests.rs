@@ -160,6 +160,18 @@ fn values_that_do_not_convert_are_rescued_with_the_file_name() {
 }
 
 #[test]
+fn floats_that_are_not_finite_are_rescued_not_written_as_infinities() {
+    let mapping = Mapping::new(&columns(&[("x", "x", ColumnType::Float64)]), inferred_options()).unwrap();
+    let records = "{\"x\": 1e400}\n{\"x\": \"NaN\"}\n{\"x\": \"-1e400\"}\n{\"x\": 2.5}";
+    let mapped = mapping.apply(&decode(&mapping, records), "f", 0, 1).unwrap();
+    assert_eq!((mapped.batch.num_rows(), mapped.bad_rows, mapped.rescued), (4, 0, 3));
+    let x = mapped.batch.column(0).as_any().downcast_ref::<Float64Array>().unwrap();
+    assert_eq!((x.null_count(), x.value(3)), (3, 2.5));
+    let rescued = |value: &str| Some(format!(r#"{{"x":"{value}","_file_path":"f"}}"#));
+    assert_eq!(strings(mapped.batch.column(1)), [rescued("1e400"), rescued("NaN"), rescued("-1e400"), None]);
+}
+
+#[test]
 fn each_evolution_mode_treats_a_new_field_its_own_way() {
     let spec = columns(&[("id", "id", ColumnType::Int64)]);
     let records = "{\"id\": 1, \"n\": 123456789012345678901234567890}";

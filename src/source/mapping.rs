@@ -195,12 +195,110 @@ fn build_mapping(name: &str, source: &SourceConfig, columns: &IndexMap<String, C
     Mapping::new(columns, MappingOptions::of(source)).map_err(|e| Error::Mapping { name: name.to_string(), detail: e.to_string() })
 }
 
+/// The columns ingestd before 0.3 saved at `path` for source `name`, if it saved any. It quoted
+/// paths with Rust's `{:?}`, whose `\0` and `\u{1b}` TOML refuses: a file that does not parse
+/// is read again with those escapes rewritten, so that a key holding NUL or ESC does not block
+/// the source.
 fn load_legacy(name: &str, path: &Path) -> Result<Option<IndexMap<String, ColumnConfig>>, Error> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Mapping { name: name.to_string(), detail: format!("{}: {e}", path.display()) }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(Error::File { action: "cannot read saved columns", path: path.to_path_buf(), error }),
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(Error::File { action: "cannot read saved columns", path: path.to_path_buf(), error }),
+    };
+    if let Ok(columns) = toml::from_str::<IndexMap<String, ColumnConfig>>(&text) {
+        return Ok(Some(columns));
+    }
+    toml::from_str::<IndexMap<String, ColumnConfig>>(&repair_debug_escapes(&text)).map(Some).map_err(|e| Error::Mapping {
+        name: name.to_string(),
+        // The table, made before 0.3, does not record which field each column reads: only this
+        // file does, so deleting it is a remedy only for columns named like their fields.
+        detail: format!(
+            "{}: {e}\nthis file holds the columns ingestd before 0.3 inferred for the table, whose schema does not say which input \
+             field each column reads. Correct the file, or copy its columns into [sources.{name}.columns]; if every column reads \
+             the top-level field of its own name, deleting the file is enough",
+            path.display()
+        ),
+    })
+}
+
+/// `text` with the string escapes Rust's `{:?}` writes and TOML refuses rewritten as TOML's:
+/// `\0` as `\u0000`, `\u{1b}` as `\u001B` (`\U0010FFFF` past U+FFFF), `\'` as `'`. Other
+/// escapes are kept as written with the character they escape, so `\\0` stays a backslash
+/// and a zero.
+fn repair_debug_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let escaped = &rest[at + 1..];
+        rest = if let Some(after) = escaped.strip_prefix('0') {
+            out.push_str("\\u0000");
+            after
+        } else if let Some(after) = escaped.strip_prefix('\'') {
+            out.push('\'');
+            after
+        } else if let Some((c, after)) = braced_escape(escaped) {
+            let code = u32::from(c);
+            out.push_str(&if code <= 0xFFFF { format!("\\u{code:04X}") } else { format!("\\U{code:08X}") });
+            after
+        } else {
+            let len = escaped.chars().next().map_or(0, char::len_utf8);
+            out.push('\\');
+            out.push_str(&escaped[..len]);
+            &escaped[len..]
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The character of a Rust `u{1b}` escape (its backslash already read) at the start of `text`,
+/// and the text after it.
+fn braced_escape(text: &str) -> Option<(char, &str)> {
+    let body = text.strip_prefix("u{")?;
+    let end = body.find('}')?;
+    let hex = &body[..end];
+    if hex.is_empty() || hex.len() > 6 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let c = u32::from_str_radix(hex, 16).ok().and_then(char::from_u32)?;
+    Some((c, &body[end + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_columns_with_rust_escapes_are_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        let paths = ["nul\0.x", "esc\u{1b}[0m", "del\u{7f}", "tab\tquote\"back\\slash\\0", "tag\u{e0001}", "\u{10FFFF}", "\u{85}"];
+        // As ingestd before 0.3 wrote it: its columns_toml quoted with `{:?}`.
+        let mut text = format!("# Columns inferred from {:?}; copy into [sources.s.columns] to fix them.\n", "f\u{1b}.json");
+        for (i, path) in paths.iter().enumerate() {
+            text.push_str(&format!("c{i} = {{ path = {path:?}, type = \"string\" }}\n"));
+        }
+        assert!(toml::from_str::<IndexMap<String, ColumnConfig>>(&text).is_err(), "TOML refuses the file as written");
+        std::fs::write(&file, &text).unwrap();
+        let columns = load_legacy("s", &file).unwrap().unwrap();
+        assert_eq!(columns.values().map(|c| c.path.as_str()).collect::<Vec<_>>(), paths);
+    }
+
+    #[test]
+    fn rust_escapes_become_toml_escapes_and_escaped_backslashes_stay() {
+        assert_eq!(
+            repair_debug_escapes(r#"a = "\0b\u{1b}\u{7f}\u{10ffff}\\0\'\n\u{}\u{zz}""#),
+            r#"a = "\u0000b\u001B\u007F\U0010FFFF\\0'\n\u{}\u{zz}""#
+        );
+    }
+
+    #[test]
+    fn saved_columns_that_do_not_parse_name_the_file_and_the_remedy() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "c = { path = \"x\", type = \"no such type\" }\n").unwrap();
+        let err = load_legacy("s", &file).unwrap_err().to_string();
+        assert!(err.contains(&file.display().to_string()) && err.contains("[sources.s.columns]") && err.contains("deleting"), "{err}");
     }
 }
