@@ -33,7 +33,11 @@ fn reader_for(
     projection: Vec<usize>,
 ) -> Result<arrow::csv::reader::BufReader<Box<dyn BufRead + Send>>, DecodeError> {
     let schema = Schema::new(header.iter().map(|h| Field::new(h, DataType::Utf8, true)).collect::<Vec<_>>());
+    // arrow-csv makes every empty field null by default; a present field is a value here, and
+    // only the mapping's `null_values` make nulls (so `null_values = []` keeps `""`).
+    let no_nulls = regex::Regex::new(r"[^\s\S]").map_err(|e| DecodeError::malformed(format!("cannot read CSV: {e}"), None))?;
     arrow::csv::ReaderBuilder::new(Arc::new(schema))
+        .with_null_regex(no_nulls)
         .with_header(true)
         .with_delimiter(csv.delimiter as u8)
         .with_quote(csv.quote as u8)

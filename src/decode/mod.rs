@@ -343,9 +343,14 @@ fn sniff(reader: &mut dyn BufRead, name: &str, format: &FormatConfig) -> Result<
         Some(path) => Layout::JsonEnvelope(path.clone()),
         None => fallback,
     };
+    // A JSON file holds one document: 0 bytes is none (NDJSON and CSV of 0 bytes are empty).
+    let empty_json = || {
+        SniffError::Refused(DecodeError::no_records("no records: the file is empty (0 bytes), and a JSON file holds one document".into()))
+    };
     let layout = match format.kind {
         FormatKind::Csv => Layout::Csv,
         FormatKind::Ndjson => Layout::Ndjson,
+        FormatKind::Json if first.is_none() => return Err(empty_json()),
         FormatKind::Json if first == Some(b'{') => envelope_or(Layout::Ndjson),
         FormatKind::Json => Layout::JsonArray,
         FormatKind::Auto => match (ext, first) {
@@ -357,8 +362,7 @@ fn sniff(reader: &mut dyn BufRead, name: &str, format: &FormatConfig) -> Result<
                 let reason = format!("a .json file must start with '[' or '{{' (found {} at byte {})", shown(b), lead.bytes);
                 return Err(SniffError::Refused(DecodeError::unrecognised(reason)));
             }
-            // Nothing at all: an empty file in any layout.
-            (Some("json"), None) => Layout::JsonArray,
+            (Some("json"), None) => return Err(empty_json()),
             // Not JSON: read as CSV, which decides (a header alone is not taken as empty).
             _ => Layout::Csv,
         },

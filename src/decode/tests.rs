@@ -117,7 +117,8 @@ fn csv_with_bom_crlf_quotes_and_embedded_newlines() {
     let text = "\u{feff}a,b,c\r\n\"x, \"\"quoted\"\"\",1,\"multi\r\nline\"\r\n,2,3\r\nlast,3,\r\n";
     let (detected, a) = decode_bytes("export.csv", text.as_bytes(), FormatConfig::default()).unwrap();
     assert_eq!(detected.layout, Layout::Csv);
-    assert_eq!(a, ["x, \"quoted\"", "-", "last"]);
+    // A present field is a value when decoded, `""` too: only the mapping's null_values make nulls.
+    assert_eq!(a, ["x, \"quoted\"", "", "last"]);
 }
 
 #[test]
@@ -243,12 +244,19 @@ fn what_is_neither_json_nor_a_csv_with_rows_is_refused_not_zero_rows() {
 #[test]
 fn only_an_empty_file_an_empty_array_or_a_csv_header_is_empty() {
     let empty = |e: Empty| Ok::<_, String>(DecodedFile { records: 0, empty: Some(e) });
-    for name in ["x", "x.json", "x.ndjson", "x.csv"] {
+    for name in ["x", "x.ndjson", "x.csv"] {
         assert_eq!(summary(name, b"", FormatConfig::default()), empty(Empty::File), "{name}");
         assert_eq!(summary(name, &gzip(b""), FormatConfig::default()), empty(Empty::File), "{name}, gzip");
     }
-    for format in [kind(FormatKind::Json), kind(FormatKind::Ndjson), kind(FormatKind::Csv)] {
+    for format in [kind(FormatKind::Ndjson), kind(FormatKind::Csv)] {
         assert_eq!(summary("x", b"", format.clone()), empty(Empty::File), "{format:?}");
+    }
+    // A JSON file holds one document, and 0 bytes hold none (JSONTestSuite's n_structure_no_data).
+    for (name, format) in [("x.json", FormatConfig::default()), ("x", kind(FormatKind::Json))] {
+        for bytes in [Vec::new(), gzip(b"")] {
+            let err = decoded(name, &bytes, format.clone()).unwrap_err();
+            assert_eq!(err.kind, DecodeErrorKind::NoRecords, "{name}: {err}");
+        }
     }
     for (name, text) in [("x", "[]"), ("x.json", " \n[ ]\n"), ("x", "\u{feff}[]")] {
         assert_eq!(summary(name, text.as_bytes(), FormatConfig::default()), empty(Empty::Array), "{name} {text:?}");
