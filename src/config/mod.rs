@@ -7,6 +7,7 @@ mod columns;
 mod druid;
 mod kafka;
 mod kind;
+mod limits;
 mod lookup;
 mod remote;
 mod schema;
@@ -22,6 +23,7 @@ pub use druid::{
 };
 pub use kafka::{KafkaCompression, KafkaExactlyOnce, KafkaSinkConfig, is_secret};
 pub use kind::{SourceKind, SourceKindName};
+pub use limits::LimitsConfig;
 pub use lookup::{LookupConfig, LookupFormat};
 pub use remote::{FetchConfig, HttpKind, HttpSourceConfig, ListingKind, PushConfig, S3Config, S3Kind, parse_s3_url};
 pub use schema::{Evolution, SchemaConfig};
@@ -171,6 +173,29 @@ pub mod defaults {
     }
     pub fn after_commit() -> AfterCommit {
         AfterCommit::Keep
+    }
+    pub fn limits_max_line() -> ByteSize {
+        ByteSize(64 << 20)
+    }
+    pub fn limits_max_record() -> ByteSize {
+        ByteSize(64 << 20)
+    }
+    pub fn limits_max_field() -> ByteSize {
+        ByteSize(64 << 20)
+    }
+    pub fn limits_max_decompressed_size() -> ByteSize {
+        ByteSize(64 << 30)
+    }
+    /// Far above JSON and CSV (3 to 30), far below a bomb of zeros (gzip: near 1032).
+    pub fn limits_max_decompression_ratio() -> u64 {
+        250
+    }
+    pub fn limits_max_columns() -> usize {
+        10_000
+    }
+    /// About serde_json's recursion limit (it parses 127 levels), which inference uses.
+    pub fn limits_max_depth() -> usize {
+        128
     }
     pub fn batch_max_files() -> usize {
         400
@@ -469,6 +494,7 @@ fn source_problems(name: &str, source: &SourceConfig, config: &Config, problems:
             problems.push(format!("{key}.format.csv.{field}: {c:?} must be one ASCII character"));
         }
     }
+    problems.extend(source.format.limits.problems(&format!("{key}.format.limits")));
     let batch = &source.batch;
     for (field, zero) in [("max_files", batch.max_files == 0), ("max_rows", batch.max_rows == 0), ("max_bytes", batch.max_bytes.0 == 0)] {
         if zero {

@@ -3,6 +3,7 @@
 use super::columns::ColumnConfig;
 use super::defaults;
 use super::kind::SourceKind;
+use super::limits::LimitsConfig;
 use super::remote::PushConfig;
 use super::schema::SchemaConfig;
 use super::units::{ByteSize, HumanDuration};
@@ -113,11 +114,15 @@ pub struct FormatConfig {
     /// CSV options.
     #[serde(default)]
     pub csv: CsvConfig,
+    /// What one file may make the decoder hold (lines, records, fields, decompressed bytes,
+    /// columns, nesting): past a limit the file is quarantined, naming the limit.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 impl Default for FormatConfig {
     fn default() -> Self {
-        FormatConfig { kind: defaults::format_kind(), records_path: None, csv: CsvConfig::default() }
+        FormatConfig { kind: defaults::format_kind(), records_path: None, csv: CsvConfig::default(), limits: LimitsConfig::default() }
     }
 }
 

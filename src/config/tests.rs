@@ -377,3 +377,35 @@ fn a_druid_sink_loading_a_merge_mode_table_is_refused_with_the_reason() {
     let error = parse(text).unwrap_err().to_string();
     assert!(error.contains("sinks.druid.lake:") && error.contains("twice"), "{error}");
 }
+
+#[test]
+fn format_limits_have_their_defaults_and_problems_name_the_key() {
+    let limits = parse(MINIMAL).unwrap().sources["a"].format.limits;
+    assert_eq!(limits, LimitsConfig::default());
+    assert_eq!((limits.max_line.0, limits.max_record.0, limits.max_field.0), (64 << 20, 64 << 20, 64 << 20));
+    assert_eq!((limits.max_decompressed_size.0, limits.max_decompression_ratio), (64 << 30, 250));
+    assert_eq!((limits.max_columns, limits.max_depth), (10_000, 128));
+
+    let with = |keys: &str| MINIMAL.replace("sinks = [\"lake\"]", &format!("sinks = [\"lake\"]\n[sources.a.format.limits]\n{keys}"));
+    let set = parse(&with("max_record = \"256MiB\"\nmax_field = \"100MB\"\nmax_decompression_ratio = 0\nmax_depth = 512")).unwrap();
+    let limits = set.sources["a"].format.limits;
+    assert_eq!(
+        (limits.max_record.0, limits.max_field.0, limits.max_decompression_ratio, limits.max_depth),
+        (256 << 20, 100_000_000, 0, 512)
+    );
+    assert_eq!(limits.max_line.0, 64 << 20, "keys not set keep their defaults");
+    for (keys, wanted) in [
+        ("max_depth = 600", "sources.a.format.limits.max_depth: 600 is outside 1..=512"),
+        ("max_depth = 0", "sources.a.format.limits.max_depth: 0 is outside 1..=512"),
+        ("max_line = 0", "sources.a.format.limits.max_line: must be at least 1"),
+        ("max_decompressed_size = \"0MiB\"", "sources.a.format.limits.max_decompressed_size: must be at least 1"),
+        ("max_columns = 0", "sources.a.format.limits.max_columns: must be at least 1"),
+        ("max_field = \"128MiB\"", "sources.a.format.limits.max_field: 134217728 is more than max_record (67108864)"),
+        ("max_record = \"2GiB\"\nmax_field = \"1MiB\"", "sources.a.format.limits.max_record: 2147483648 is more than 1GiB"),
+        ("max_lines = 1", "max_lines"),
+        ("max_record = \"huge\"", "huge"),
+    ] {
+        let error = parse(&with(keys)).unwrap_err().to_string();
+        assert!(error.contains(wanted), "{keys}: {error}");
+    }
+}

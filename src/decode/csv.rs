@@ -1,6 +1,6 @@
 //! CSV (RFC 4180: quotes, embedded newlines, CRLF) through arrow-csv, every column as text.
 
-use super::{BATCH_ROWS, DecodeError, Position, RawBatch, Unmapped};
+use super::{BATCH_ROWS, DecodeError, Limit, Position, RawBatch, Unmapped};
 use crate::config::CsvConfig;
 use arrow::array::{Array, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
@@ -11,7 +11,8 @@ use std::sync::Arc;
 type Emit<'e> = &'e mut dyn FnMut(RawBatch) -> Result<(), DecodeError>;
 
 /// The header's column names, read without consuming the stream.
-fn header(reader: &mut dyn BufRead, csv: &CsvConfig) -> Result<Vec<String>, DecodeError> {
+/// More than `max_columns` fields is refused: arrow-csv's buffers grow with the header's width.
+fn header(reader: &mut dyn BufRead, csv: &CsvConfig, max_columns: usize) -> Result<Vec<String>, DecodeError> {
     let head = reader.fill_buf().map_err(|e| DecodeError::io("cannot read", e))?;
     let (schema, _) = arrow::csv::reader::Format::default()
         .with_header(true)
@@ -19,6 +20,10 @@ fn header(reader: &mut dyn BufRead, csv: &CsvConfig) -> Result<Vec<String>, Deco
         .with_quote(csv.quote as u8)
         .infer_schema(Cursor::new(head), Some(0))
         .map_err(|e| DecodeError::malformed(format!("cannot read the CSV header: {e}"), Some(line(1))))?;
+    if schema.fields().len() > max_columns {
+        let position = Position { line: Some(1), byte: Some(0), ..Default::default() };
+        return Err(DecodeError::limit(Limit::MaxColumns, max_columns as u64, position));
+    }
     Ok(schema.fields().iter().map(|f| f.name().clone()).collect())
 }
 
@@ -53,10 +58,11 @@ fn reader_for(
 pub(super) fn decode(
     mut reader: Box<dyn BufRead + Send>,
     csv: &CsvConfig,
+    max_columns: usize,
     (wanted, unmapped): (&[String], Unmapped),
     emit: Emit<'_>,
 ) -> Result<u64, DecodeError> {
-    let header = header(&mut reader, csv)?;
+    let header = header(&mut reader, csv, max_columns)?;
     if header.is_empty() {
         return Ok(0);
     }
@@ -121,8 +127,13 @@ fn capture(batch: &RecordBatch, first: usize, csv: &CsvConfig) -> arrow::array::
 }
 
 /// The header and up to `limit` rows, all columns.
-pub(super) fn sample(mut reader: Box<dyn BufRead + Send>, csv: &CsvConfig, limit: usize) -> Result<RecordBatch, DecodeError> {
-    let header = header(&mut reader, csv)?;
+pub(super) fn sample(
+    mut reader: Box<dyn BufRead + Send>,
+    csv: &CsvConfig,
+    max_columns: usize,
+    limit: usize,
+) -> Result<RecordBatch, DecodeError> {
+    let header = header(&mut reader, csv, max_columns)?;
     let projection = (0..header.len()).collect();
     let schema = Arc::new(Schema::new(header.iter().map(|h| Field::new(h, DataType::Utf8, true)).collect::<Vec<_>>()));
     match reader_for(reader, csv, &header, projection)?.next() {

@@ -8,10 +8,12 @@
 
 mod csv;
 mod json;
+mod limits;
 
 pub use json::FieldTree;
+pub use limits::Limit;
 
-use crate::config::{FormatConfig, FormatKind};
+use crate::config::{FormatConfig, FormatKind, LimitsConfig};
 use arrow::array::StringArray;
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
@@ -76,11 +78,18 @@ pub enum DecodeErrorKind {
     Unrecognised,
     /// No record, and not an empty file, an empty array or a CSV header either.
     NoRecords,
+    /// Past one of `format.limits` (the message names its key and the byte).
+    Limit(Limit),
 }
 
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.position {
+        let position = match self.kind {
+            // The message already says the byte.
+            DecodeErrorKind::Limit(_) => self.position.map(|p| Position { byte: None, ..p }).filter(|p| *p != Position::default()),
+            _ => self.position,
+        };
+        match &position {
             Some(p) => write!(f, "{} (at {p})", self.message),
             None => write!(f, "{}", self.message),
         }
@@ -93,8 +102,28 @@ impl DecodeError {
         DecodeError { message, position, kind: DecodeErrorKind::Malformed }
     }
 
+    /// Past `limit`, whose configured value is `value` (see [`Limit::configured`]), at
+    /// `position`: "a record longer than format.limits.max_record (64 MiB) at byte 1048576".
+    pub fn limit(limit: Limit, value: u64, position: Position) -> DecodeError {
+        let what = limit.describe(value);
+        let message = match position.byte {
+            Some(byte) => format!("{what} at byte {byte}"),
+            None => what,
+        };
+        DecodeError { message, position: Some(position), kind: DecodeErrorKind::Limit(limit) }
+    }
+
     fn io(what: &str, e: std::io::Error) -> DecodeError {
         DecodeError { message: format!("{what}: {e}"), position: None, kind: DecodeErrorKind::Io }
+    }
+
+    /// A read error: a limit met below the reader (decompression) is that limit, anything else
+    /// is I/O.
+    fn reading(what: &str, e: std::io::Error) -> DecodeError {
+        match limits::limit_hit(&e) {
+            Some(hit) => DecodeError::limit(hit.limit, hit.value, Position { byte: Some(hit.byte), ..Position::default() }),
+            None => DecodeError::io(what, e),
+        }
     }
 
     fn unrecognised(message: String) -> DecodeError {
@@ -214,6 +243,8 @@ pub struct OpenFile {
     content: Content,
     /// The layout is CSV only because the content is not JSON (no config or name said so).
     guessed_csv: bool,
+    /// The limits the file was opened with (sampling has no plan to take them from).
+    limits: LimitsConfig,
 }
 
 /// The BOM and whitespace passed before a file's content: JSON decoders start counting bytes
@@ -255,11 +286,18 @@ pub fn open(path: &Path, name: &str, format: &FormatConfig) -> Result<OpenFile, 
     } else {
         Compression::None
     };
+    // Output bytes and the output/input ratio are bounded under the buffer, so that a bomb is
+    // refused before it is more than a buffer past the limit.
     let mut reader: Box<dyn BufRead + Send> = match compression {
         Compression::None => Box::new(raw),
-        Compression::Gzip => Box::new(BufReader::with_capacity(READ_BUFFER, flate2::bufread::MultiGzDecoder::new(raw))),
+        Compression::Gzip => {
+            let decoder = limits::decompressed(raw, &format.limits, |raw| Ok(flate2::bufread::MultiGzDecoder::new(raw)))
+                .map_err(|e| DecodeError::io("bad gzip stream", e))?;
+            Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
+        }
         Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| DecodeError::io("bad zstd stream", e))?;
+            let decoder = limits::decompressed(raw, &format.limits, zstd::stream::read::Decoder::with_buffer)
+                .map_err(|e| DecodeError::io("bad zstd stream", e))?;
             Box::new(BufReader::with_capacity(READ_BUFFER, decoder))
         }
     };
@@ -277,13 +315,14 @@ pub fn open(path: &Path, name: &str, format: &FormatConfig) -> Result<OpenFile, 
         lead: sniffed.lead,
         content: sniffed.content,
         guessed_csv,
+        limits: format.limits,
     })
 }
 
 fn decompress_error(compression: Compression, e: std::io::Error) -> DecodeError {
     match compression {
-        Compression::None => DecodeError::io("cannot read", e),
-        other => DecodeError::io(&format!("cannot decompress ({other:?})"), e),
+        Compression::None => DecodeError::reading("cannot read", e),
+        other => DecodeError::reading(&format!("cannot decompress ({other:?})"), e),
     }
 }
 
@@ -507,8 +546,10 @@ impl OpenFile {
             return Ok(DecodedFile { records: 0, empty: Some(Empty::File) });
         }
         let records = match &self.detected.layout {
-            Layout::Csv => csv::decode(self.reader, &plan.format.csv, (&plan.csv_columns, plan.csv_unmapped), emit)?,
-            json => json::decode(self.reader, json, &plan.json_fields, emit, self.lead)?,
+            Layout::Csv => {
+                csv::decode(self.reader, &plan.format.csv, plan.format.limits.max_columns, (&plan.csv_columns, plan.csv_unmapped), emit)?
+            }
+            json => json::decode(self.reader, json, &plan.json_fields, emit, self.lead, &plan.format.limits)?,
         };
         if records > 0 {
             return Ok(DecodedFile { records, empty: None });
@@ -538,7 +579,7 @@ impl OpenFile {
         match self.detected.layout {
             Layout::Csv => Err(DecodeError::malformed("not a JSON file".into(), None)),
             _ if self.content == Content::Nothing => Ok(Vec::new()),
-            ref json_layout => json::sample(self.reader, json_layout, limit, self.lead),
+            ref json_layout => json::sample(self.reader, json_layout, limit, self.lead, &self.limits),
         }
     }
 
@@ -547,7 +588,7 @@ impl OpenFile {
         if self.content == Content::Nothing {
             return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
         }
-        csv::sample(self.reader, plan_csv, limit)
+        csv::sample(self.reader, plan_csv, self.limits.max_columns, limit)
     }
 }
 

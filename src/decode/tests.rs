@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::units::ByteSize;
 use arrow::array::{Array, AsArray};
 use std::io::Write;
 
@@ -274,7 +275,9 @@ fn only_an_empty_file_an_empty_array_or_a_csv_header_is_empty() {
 fn three_hundred_mib_of_whitespace_between_records_stream_through_gzip_and_zstd() {
     // Members (gzip) and frames (zstd) one after another are one stream, so a mebibyte of
     // whitespace compressed once, repeated, is 300 MiB decompressed: more than the 256 MiB a
-    // reader that kept the whitespace would refuse at.
+    // reader that kept the whitespace would refuse at. Whitespace compresses far past
+    // format.limits.max_decompression_ratio, which judges the other bytes only.
+    let format = FormatConfig::default();
     let block = whitespace(MIB);
     let mut gz = gzip(b"{\"a\": \"1\"}\n");
     let mut zst = zstd::encode_all(&b"{\"a\": \"1\"}\n"[..], 3).unwrap();
@@ -287,8 +290,143 @@ fn three_hundred_mib_of_whitespace_between_records_stream_through_gzip_and_zstd(
     zst.extend_from_slice(&zstd::encode_all(&b"{\"a\": \"2\"}\n"[..], 3).unwrap());
     for (name, bytes) in [("big.gz", gz), ("big.zst", zst)] {
         assert!(bytes.len() < 8 * MIB, "{name}: {} bytes", bytes.len());
-        let (detected, a) = decode_bytes(name, &bytes, FormatConfig::default()).unwrap();
+        let (detected, a) = decode_bytes(name, &bytes, format.clone()).unwrap();
         assert_eq!(detected.layout, Layout::Ndjson, "{name}");
         assert_eq!(a, ["1", "2"], "{name}");
     }
+}
+
+fn limited(limits: LimitsConfig) -> FormatConfig {
+    FormatConfig { limits, ..FormatConfig::default() }
+}
+
+#[test]
+fn each_limit_refuses_the_file_naming_its_key_and_byte() {
+    let defaults = LimitsConfig::default();
+    let ndjson: Vec<u8> = b"{\"a\": \"1\"}\n".repeat(1000);
+    let nested = |levels: usize| format!(r#"[{{"a": {}{}}}]"#, "[".repeat(levels), "]".repeat(levels));
+    // Each case: the file's name and bytes, the limits, the limit met, the message.
+    type Case = (&'static str, Vec<u8>, LimitsConfig, Limit, &'static str);
+    let cases: [Case; 6] = [
+        (
+            "x.json",
+            format!(r#"[{{"a": "1"}}, {{"a": "2", "z": "{}"}}]"#, "x".repeat(200)).into_bytes(),
+            LimitsConfig { max_record: ByteSize(100), max_field: ByteSize(100), ..defaults },
+            Limit::MaxRecord,
+            "a record longer than format.limits.max_record (100 bytes) at byte 13",
+        ),
+        (
+            "x.json",
+            br#"[{"a": "12345678901"}]"#.to_vec(),
+            LimitsConfig { max_field: ByteSize(10), ..defaults },
+            Limit::MaxField,
+            "a field longer than format.limits.max_field (10 bytes) at byte 7",
+        ),
+        (
+            "x.ndjson",
+            b"{\"a\": \"1\"}\n{\"a\": \"2\"}{\"a\": \"3\"}{\"a\": \"4\"}\n".to_vec(),
+            LimitsConfig { max_line: ByteSize(20), ..defaults },
+            Limit::MaxLine,
+            "a line longer than format.limits.max_line (20 bytes) at byte 31",
+        ),
+        // The record is level 1, so 128 arrays in it are level 129; the last opens at 7 + 127.
+        ("x.json", nested(128).into_bytes(), defaults, Limit::MaxDepth, "nesting deeper than format.limits.max_depth (128) at byte 134"),
+        (
+            "x.ndjson.gz",
+            gzip(&ndjson),
+            LimitsConfig { max_decompressed_size: ByteSize(4096), ..defaults },
+            Limit::MaxDecompressedSize,
+            "more decompressed bytes than format.limits.max_decompressed_size (4 KiB) at byte 4096",
+        ),
+        (
+            "x.ndjson.zst",
+            zstd::encode_all(&ndjson[..], 3).unwrap(),
+            LimitsConfig { max_decompressed_size: ByteSize(4096), ..defaults },
+            Limit::MaxDecompressedSize,
+            "more decompressed bytes than format.limits.max_decompressed_size (4 KiB) at byte 4096",
+        ),
+    ];
+    for (name, bytes, limits, limit, message) in cases {
+        let err = decoded(name, &bytes, limited(limits)).unwrap_err();
+        assert_eq!(err.kind, DecodeErrorKind::Limit(limit), "{name}: {err}");
+        assert_eq!(err.message, message, "{name}");
+        assert!(err.to_string().starts_with(message), "{err}");
+        // Within the limits the same files decode.
+        assert!(decoded(name, &bytes, limited(LimitsConfig { max_depth: 512, ..defaults })).is_ok(), "{name}");
+    }
+    assert_eq!(summary("x.json", nested(127).as_bytes(), FormatConfig::default()), Ok(DecodedFile { records: 1, empty: None }));
+}
+
+/// `mib` mebibytes of `byte`, compressed as gzip and as zstd, streaming (never held whole).
+fn bomb(byte: u8, mib: usize) -> (Vec<u8>, Vec<u8>) {
+    let block = vec![byte; MIB];
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut zst = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    for _ in 0..mib {
+        gz.write_all(&block).unwrap();
+        zst.write_all(&block).unwrap();
+    }
+    (gz.finish().unwrap(), zst.finish().unwrap())
+}
+
+#[test]
+fn a_gzip_bomb_of_zeros_is_refused_by_ratio_within_a_buffer_of_64_mib() {
+    let (gz, _) = bomb(0, 200);
+    assert!(gz.len() < MIB, "{} bytes", gz.len());
+    let decoder = limits::decompressed(&gz[..], &LimitsConfig::default(), |raw| Ok(flate2::bufread::MultiGzDecoder::new(raw))).unwrap();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, decoder);
+    let (mut out, mut chunk) = (0u64, vec![0; READ_BUFFER]);
+    let err = loop {
+        match reader.read(&mut chunk) {
+            Ok(0) => panic!("read to the end: {out} bytes"),
+            Ok(n) => out += n as u64,
+            Err(e) => break e,
+        }
+    };
+    let hit = limits::limit_hit(&err).expect("a limit");
+    assert_eq!((hit.limit, hit.value), (Limit::MaxDecompressionRatio, 250));
+    assert!(out < 64 << 20 && (64 << 20..=(64 << 20) + READ_BUFFER as u64).contains(&hit.byte), "{out} bytes out, hit at {}", hit.byte);
+}
+
+#[test]
+fn a_bomb_of_whitespace_is_passed_in_one_buffer_and_bounded_by_size_not_ratio() {
+    // Whitespace costs the decoders nothing to pass, so the ratio does not judge it; the file is
+    // then refused for what it is (no records), or past max_decompressed_size.
+    let (gz, zst) = bomb(b' ', 200);
+    for (name, bytes) in [("bomb.json.gz", &gz), ("bomb.json.zst", &zst)] {
+        assert_eq!(summary(name, bytes, FormatConfig::default()).unwrap_err(), "no records: the file holds only whitespace", "{name}");
+        let small = limited(LimitsConfig { max_decompressed_size: ByteSize(100 << 20), ..LimitsConfig::default() });
+        let err = decoded(name, bytes, small).unwrap_err();
+        assert_eq!(err.kind, DecodeErrorKind::Limit(Limit::MaxDecompressedSize), "{name}: {err}");
+    }
+}
+
+#[test]
+fn a_seventy_mib_string_is_refused_by_max_field_at_default_and_read_when_raised() {
+    let value = "x".repeat(70 * MIB);
+    let kept = format!(r#"[{{"a": "{value}"}}]"#);
+    let err = decoded("big.json", kept.as_bytes(), FormatConfig::default()).unwrap_err();
+    assert_eq!(err.kind, DecodeErrorKind::Limit(Limit::MaxField), "{err}");
+    assert_eq!(err.to_string(), "a field longer than format.limits.max_field (64 MiB) at byte 7 (at record 1)");
+    // Skipped, the same value makes its record too long.
+    let skipped = format!(r#"[{{"zz": "{value}"}}]"#);
+    let err = decoded("big.json", skipped.as_bytes(), FormatConfig::default()).unwrap_err();
+    assert_eq!(err.to_string(), "a record longer than format.limits.max_record (64 MiB) at byte 1 (at record 1)");
+    let raised = limited(LimitsConfig { max_field: ByteSize(80 << 20), max_record: ByteSize(80 << 20), ..LimitsConfig::default() });
+    let (_, a) = decode_bytes("big.json", kept.as_bytes(), raised.clone()).unwrap();
+    assert_eq!(a.len(), 1);
+    assert!(a[0] == value, "{} bytes", a[0].len());
+    assert_eq!(summary("big.json", skipped.as_bytes(), raised), Ok(DecodedFile { records: 1, empty: None }));
+}
+
+#[test]
+fn a_csv_header_wider_than_max_columns_is_refused_before_its_rows_are_read() {
+    let header: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
+    let text = format!("{}\n{}\n", header.join(","), vec!["1"; 50].join(","));
+    let narrow = limited(LimitsConfig { max_columns: 49, ..LimitsConfig::default() });
+    let err = decoded("wide.csv", text.as_bytes(), narrow).unwrap_err();
+    assert_eq!(err.kind, DecodeErrorKind::Limit(Limit::MaxColumns), "{err}");
+    assert!(err.message.starts_with("more columns than format.limits.max_columns (49)"), "{err}");
+    let wide = limited(LimitsConfig { max_columns: 50, ..LimitsConfig::default() });
+    assert_eq!(decoded("wide.csv", text.as_bytes(), wide).unwrap().records, 1);
 }

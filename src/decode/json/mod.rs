@@ -8,16 +8,17 @@ mod syntax;
 pub use record::FieldTree;
 use record::TextColumns;
 
-use super::{BATCH_ROWS, DecodeError, Layout, Lead, Position, RawBatch};
+use super::{BATCH_ROWS, DecodeError, Layout, Lead, Limit, Position, RawBatch};
+use crate::config::LimitsConfig;
 use std::io::Read;
-use syntax::{Misfit, Stop, after_key, bad, expect, peek, skip_string, skip_value, skip_ws};
+use syntax::{Bounds, Misfit, Stop, after_key, bad, expect, peek, skip_string, skip_value, skip_ws};
 
-/// The read buffer; it grows for a record larger than this, up to [`MAX_RECORD`].
+/// The read buffer; it grows for a record larger than this, up to `max_record` and a chunk.
 const CHUNK: usize = 4 << 20;
-/// A single record larger than this is refused rather than buffered.
-pub const MAX_RECORD: usize = 256 << 20;
 /// A batch closes early once its text reaches this, far below Arrow's 2 GiB offset limit.
 const MAX_BATCH_TEXT: usize = 64 << 20;
+/// Sampling stops once the records it keeps reach this, whatever their number.
+const SAMPLE_BYTES: usize = 64 << 20;
 
 thread_local! {
     static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -29,8 +30,8 @@ type Emit<'e> = &'e mut dyn FnMut(RawBatch) -> Result<(), DecodeError>;
 pub(super) enum Records<'a> {
     /// Projected into text columns, emitted as record batches.
     Columns { tree: &'a FieldTree, columns: TextColumns, emit: Emit<'a> },
-    /// Kept whole as JSON text (sampling), up to `limit`.
-    Raw { texts: Vec<Vec<u8>>, limit: usize },
+    /// Kept whole as JSON text (sampling), up to `limit` records or [`SAMPLE_BYTES`] of them.
+    Raw { texts: Vec<Vec<u8>>, limit: usize, bytes: usize },
 }
 
 /// Where the reader is in the file's structure, between records.
@@ -77,10 +78,16 @@ pub(super) struct JsonReader<'a> {
     counted_to: u64,
     /// Bytes read at a time (small in tests, to put records across reads).
     chunk: usize,
+    /// `format.limits`, as configured (for messages) and as counted.
+    limits: LimitsConfig,
+    bounds: Bounds,
+    /// NDJSON: file offset of the line the next record is on (after the last line break
+    /// passed between records).
+    line_start: u64,
 }
 
 impl<'a> JsonReader<'a> {
-    pub(super) fn new(layout: &Layout, records: Records<'a>) -> JsonReader<'a> {
+    pub(super) fn new(layout: &Layout, records: Records<'a>, limits: &LimitsConfig) -> JsonReader<'a> {
         let envelope: Vec<String> = match layout {
             Layout::JsonEnvelope(path) => path.split('.').map(String::from).collect(),
             _ => Vec::new(),
@@ -97,6 +104,9 @@ impl<'a> JsonReader<'a> {
             base: 0,
             counted_to: 0,
             chunk: CHUNK,
+            limits: *limits,
+            bounds: Bounds::new(limits),
+            line_start: 0,
         }
     }
 
@@ -106,6 +116,8 @@ impl<'a> JsonReader<'a> {
         self.base = lead.bytes;
         self.counted_to = lead.bytes;
         self.newlines = lead.newlines;
+        // The lead's spaces after its last line break are not counted in the first line.
+        self.line_start = lead.bytes;
         self
     }
 
@@ -122,6 +134,9 @@ impl<'a> JsonReader<'a> {
     }
 
     fn read_into(&mut self, mut reader: impl Read, buf: &mut Vec<u8>) -> Result<(), DecodeError> {
+        // A record of max_record bytes fits, and a chunk more: a field too long for max_field is
+        // then seen long enough to be refused as such, even when max_field is max_record.
+        let most = self.bounds.record.saturating_add(self.chunk);
         let mut len = 0;
         let mut eof = false;
         loop {
@@ -130,7 +145,7 @@ impl<'a> JsonReader<'a> {
                     Ok(0) => eof = true,
                     Ok(n) => len += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(DecodeError::io("cannot read or decompress", e)),
+                    Err(e) => return Err(DecodeError::reading("cannot read or decompress", e)),
                 }
             }
             let consumed = self.advance(&buf[..len], eof)?;
@@ -138,10 +153,15 @@ impl<'a> JsonReader<'a> {
                 return self.finish();
             }
             if consumed == 0 && len == buf.len() {
-                if buf.len() >= MAX_RECORD {
-                    return Err(self.error(format!("a single record is larger than {} MiB", MAX_RECORD >> 20), consumed));
+                // The step at the buffer's start (a record) does not end within it.
+                if buf.len() >= most {
+                    return Err(self.limit_error(Limit::MaxRecord, 0));
                 }
-                buf.resize((buf.len() * 2).min(MAX_RECORD), 0);
+                // Exactly this much: `resize` alone may reserve twice the length, and the
+                // buffer is the memory the limit bounds.
+                let grown = buf.len().saturating_mul(2).min(most);
+                buf.reserve_exact(grown - buf.len());
+                buf.resize(grown, 0);
             }
             buf.copy_within(consumed..len, 0);
             len -= consumed;
@@ -150,7 +170,7 @@ impl<'a> JsonReader<'a> {
     }
 
     fn sampled_enough(&self) -> bool {
-        matches!(&self.records, Records::Raw { texts, limit } if texts.len() >= *limit)
+        matches!(&self.records, Records::Raw { texts, limit, bytes } if texts.len() >= *limit || *bytes >= SAMPLE_BYTES)
     }
 
     /// Reads every complete record in `buf`; returns how many bytes are done with. At `eof`
@@ -170,6 +190,7 @@ impl<'a> JsonReader<'a> {
                 Err(Stop::More) => return Err(self.truncated()),
                 Err(Stop::Bad(what, at)) => return Err(self.error(format!("invalid JSON: {what}"), at)),
                 Err(Stop::Misfit(misfit, at)) => return Err(self.error(self.describe(misfit), at)),
+                Err(Stop::Limit(limit, at)) => return Err(self.limit_error(limit, at)),
             }
             if self.sampled_enough() {
                 return Ok(done);
@@ -259,7 +280,7 @@ impl<'a> JsonReader<'a> {
         let value = after_key(buf, key_end)?;
         let is_path = !self.found[level] && buf[i + 1..key_end - 1] == *self.envelope[level].as_bytes();
         if !is_path {
-            let end = skip_value(buf, value, level + 1)?;
+            let end = skip_value(buf, value, self.bounds.record_depth + level + 1)?;
             self.place = Place::Envelope { level, first: false };
             return Ok(end);
         }
@@ -274,18 +295,51 @@ impl<'a> JsonReader<'a> {
     }
 
     fn record(&mut self, buf: &[u8], i: usize) -> Result<usize, Stop> {
+        let max_record = self.bounds.record;
         let end = match &mut self.records {
-            Records::Columns { tree, columns, .. } => columns.record(tree, buf, i),
-            Records::Raw { texts, .. } => {
-                let end = skip_value(buf, i, 0);
-                if let Ok(end) = end {
+            Records::Columns { tree, columns, .. } => columns.record(tree, buf, i)?,
+            Records::Raw { texts, bytes, .. } => {
+                let end = skip_value(buf, i, self.bounds.record_depth)?;
+                if end - i <= max_record {
                     texts.push(buf[i..end].to_vec());
+                    *bytes += end - i;
                 }
                 end
             }
-        }?;
+        };
+        // A record that ends within the buffer may still be longer than max_record (the buffer
+        // holds a chunk more); one that does not end in it stops the buffer's growth.
+        if end - i > max_record {
+            return Err(Stop::Limit(Limit::MaxRecord, i));
+        }
+        if self.ndjson {
+            self.check_line(buf, i, end)?;
+        }
         self.count += 1;
         Ok(end)
+    }
+
+    /// NDJSON: the line the record from `i` to `end` is on, from `line_start`,
+    /// may be at most max_line. Only a span longer than that is scanned for line breaks of the
+    /// record's own (a pretty-printed record), which then bound its lines one by one.
+    fn check_line(&self, buf: &[u8], i: usize, end: usize) -> Result<(), Stop> {
+        let max = u64::try_from(self.bounds.line).unwrap_or(u64::MAX);
+        let end_at = self.base + end as u64;
+        if end_at.saturating_sub(self.line_start) <= max {
+            return Ok(());
+        }
+        let mut from = self.line_start;
+        for newline in memchr::memchr_iter(b'\n', &buf[i..end]) {
+            let at = self.base + (i + newline) as u64;
+            if at.saturating_sub(from) > max {
+                return Err(Stop::Limit(Limit::MaxLine, i));
+            }
+            from = at + 1;
+        }
+        if end_at.saturating_sub(from) > max {
+            return Err(Stop::Limit(Limit::MaxLine, i));
+        }
+        Ok(())
     }
 
     fn emit_if_full(&mut self) -> Result<(), DecodeError> {
@@ -316,6 +370,9 @@ impl<'a> JsonReader<'a> {
         let from = i.max(self.counted_to.saturating_sub(self.base) as usize).min(end);
         if self.ndjson {
             self.newlines += buf[from..end].iter().filter(|&&b| b == b'\n').count() as u64;
+            if let Some(last) = memchr::memrchr(b'\n', &buf[from..end]) {
+                self.line_start = self.base + (from + last + 1) as u64;
+            }
         }
         self.counted_to = self.counted_to.max(self.base + end as u64);
         end
@@ -365,6 +422,11 @@ impl<'a> JsonReader<'a> {
         DecodeError::malformed(what, Some(self.position(Some(self.base + at as u64))))
     }
 
+    /// Past `limit` at buffer offset `at`.
+    fn limit_error(&self, limit: Limit, at: usize) -> DecodeError {
+        DecodeError::limit(limit, limit.configured(&self.limits), self.position(Some(self.base + at as u64)))
+    }
+
     fn position(&self, byte: Option<u64>) -> Position {
         let record = matches!(self.place, Place::Array { .. } | Place::Element | Place::Lines).then_some(self.count + 1);
         let line = self.ndjson.then_some(self.newlines + 1);
@@ -374,26 +436,53 @@ impl<'a> JsonReader<'a> {
 
 /// Decodes a JSON file of any layout into record batches of text columns; `reader` starts after
 /// `lead`. Returns the number of records.
-pub(super) fn decode(reader: impl Read, layout: &Layout, tree: &FieldTree, emit: Emit<'_>, lead: Lead) -> Result<u64, DecodeError> {
-    let records = Records::Columns { tree, columns: TextColumns::new(tree), emit };
-    let mut json = JsonReader::new(layout, records).starting_after(lead);
+pub(super) fn decode(
+    reader: impl Read,
+    layout: &Layout,
+    tree: &FieldTree,
+    emit: Emit<'_>,
+    lead: Lead,
+    limits: &LimitsConfig,
+) -> Result<u64, DecodeError> {
+    let records = Records::Columns { tree, columns: TextColumns::new(tree, Bounds::new(limits)), emit };
+    let mut json = JsonReader::new(layout, records, limits).starting_after(lead);
     json.read_all(reader)?;
     Ok(json.count)
 }
 
-/// [`decode`] from a file's first byte, `chunk` bytes at a time.
+/// [`decode`] from a file's first byte, `chunk` bytes at a time, with the default limits.
 #[cfg(test)]
 fn decode_in_chunks(reader: impl Read, layout: &Layout, tree: &FieldTree, emit: Emit<'_>, chunk: usize) -> Result<u64, DecodeError> {
-    let records = Records::Columns { tree, columns: TextColumns::new(tree), emit };
-    let mut json = JsonReader::new(layout, records);
+    decode_limited(reader, layout, tree, emit, chunk, &LimitsConfig::default())
+}
+
+/// [`decode_in_chunks`] within `limits`.
+#[cfg(test)]
+fn decode_limited(
+    reader: impl Read,
+    layout: &Layout,
+    tree: &FieldTree,
+    emit: Emit<'_>,
+    chunk: usize,
+    limits: &LimitsConfig,
+) -> Result<u64, DecodeError> {
+    let records = Records::Columns { tree, columns: TextColumns::new(tree, Bounds::new(limits)), emit };
+    let mut json = JsonReader::new(layout, records, limits);
     json.chunk = chunk;
     json.read_all(reader)?;
     Ok(json.count)
 }
 
-/// The first `limit` records as JSON texts; `reader` starts after `lead`.
-pub(super) fn sample(reader: impl Read, layout: &Layout, limit: usize, lead: Lead) -> Result<Vec<Vec<u8>>, DecodeError> {
-    let mut json = JsonReader::new(layout, Records::Raw { texts: Vec::new(), limit }).starting_after(lead);
+/// The first `limit` records as JSON texts (fewer once they hold [`SAMPLE_BYTES`]); `reader`
+/// starts after `lead`.
+pub(super) fn sample(
+    reader: impl Read,
+    layout: &Layout,
+    limit: usize,
+    lead: Lead,
+    limits: &LimitsConfig,
+) -> Result<Vec<Vec<u8>>, DecodeError> {
+    let mut json = JsonReader::new(layout, Records::Raw { texts: Vec::new(), limit, bytes: 0 }, limits).starting_after(lead);
     json.read_all(reader)?;
     match json.records {
         Records::Raw { texts, .. } => Ok(texts),
@@ -582,5 +671,74 @@ mod tests {
             let parsed: serde_json::Value = serde_json::from_str(captured[0].as_deref().unwrap_or_default()).unwrap();
             assert_eq!(parsed["sale.cur\""], "EUR");
         }
+    }
+
+    /// Decodes `text` (column `id`) within `limits`, `chunk` bytes at a time; returns the ids,
+    /// and the widest read asked of the source (the buffer, less what it held).
+    fn ids_within(text: &[u8], layout: &Layout, limits: &LimitsConfig, chunk: usize) -> (Result<Vec<String>, DecodeError>, usize) {
+        let tree = FieldTree::new(["id", "note"]).unwrap();
+        let mut reader = Widest { inner: text, widest: 0 };
+        let mut ids = Vec::new();
+        let result = decode_limited(
+            &mut reader,
+            layout,
+            &tree,
+            &mut |b| {
+                let id = b.text.column(0).as_string::<i32>();
+                ids.extend((0..id.len()).map(|i| id.value(i).to_string()));
+                Ok(())
+            },
+            chunk,
+            limits,
+        );
+        (result.map(|_| ids), reader.widest)
+    }
+
+    #[test]
+    fn a_record_longer_than_max_record_is_refused_at_its_start_and_bounds_the_buffer() {
+        use crate::config::units::ByteSize;
+        let limits = LimitsConfig { max_record: ByteSize(1000), max_field: ByteSize(1000), ..LimitsConfig::default() };
+        // The long value is skipped, so it is the record that is too long, not a field.
+        let text = format!(r#"[{{"id": 1}}, {{"skip": "{}", "id": 2}}]"#, "x".repeat(2000));
+        for chunk in [7, 64, CHUNK] {
+            let (result, widest) = ids_within(text.as_bytes(), &Layout::JsonArray, &limits, chunk);
+            let err = result.unwrap_err();
+            assert_eq!(err.kind, crate::decode::DecodeErrorKind::Limit(Limit::MaxRecord), "{err}");
+            assert_eq!(err.to_string(), "a record longer than format.limits.max_record (1 kB) at byte 12 (at record 2)");
+            if chunk < CHUNK {
+                assert!(widest <= 1000 + chunk, "reads of {chunk}: the buffer grew to {widest} bytes");
+            }
+        }
+        let (result, _) = ids_within(br#"[{"id": 1}, {"id": 2}]"#, &Layout::JsonArray, &limits, 7);
+        assert_eq!(result.unwrap(), ["1", "2"]);
+    }
+
+    #[test]
+    fn an_ndjson_line_longer_than_max_line_is_refused_but_a_long_pretty_printed_record_is_not() {
+        use crate::config::units::ByteSize;
+        let limits = LimitsConfig { max_line: ByteSize(30), ..LimitsConfig::default() };
+        // Line 2 holds four records of 9 bytes (lenient NDJSON): the fourth, at byte 37, ends it
+        // past 30.
+        let text = b"{\"id\": 1}\n{\"id\": 2}{\"id\": 3}{\"id\": 4}{\"id\": 5}\n";
+        for chunk in [5, 64, CHUNK] {
+            let (result, _) = ids_within(text, &Layout::Ndjson, &limits, chunk);
+            let err = result.unwrap_err();
+            assert_eq!(err.kind, crate::decode::DecodeErrorKind::Limit(Limit::MaxLine), "{err}");
+            assert_eq!(err.to_string(), "a line longer than format.limits.max_line (30 bytes) at byte 37 (at record 5, line 2)");
+        }
+        // A record of 44 bytes, no line of it longer than 30.
+        let pretty = b"{\"id\": 1}\n{\n  \"id\": 2,\n  \"note\": \"abcdefghijklmnopq\"\n}\n{\"id\": 3}\n";
+        for chunk in [5, 64, CHUNK] {
+            let (result, _) = ids_within(pretty, &Layout::Ndjson, &limits, chunk);
+            assert_eq!(result.unwrap(), ["1", "2", "3"], "reads of {chunk}");
+        }
+    }
+
+    #[test]
+    fn sampling_stops_at_its_byte_budget() {
+        let record = format!(r#"{{"id": "{}"}}"#, "x".repeat(1 << 20));
+        let text = [record.as_str(); 100].join("\n");
+        let texts = sample(text.as_bytes(), &Layout::Ndjson, 1000, Lead::default(), &LimitsConfig::default()).unwrap();
+        assert_eq!(texts.len(), SAMPLE_BYTES.div_ceil(record.len()));
     }
 }

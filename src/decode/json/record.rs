@@ -2,8 +2,8 @@
 //! keys are followed, every other value is skipped (its syntax still checked), and leaf values
 //! are appended straight to per-column buffers, so no record allocates.
 
-use super::syntax::{self, Misfit, Step, Stop, literal, peek, read_string, skip_value};
-use crate::decode::{RawBatch, Unmapped};
+use super::syntax::{self, Bounds, Misfit, Step, Stop, literal, peek, read_string, skip_value};
+use crate::decode::{Limit, RawBatch, Unmapped};
 use arrow::array::{ArrayRef, StringArray};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -163,10 +163,12 @@ pub struct TextColumns {
     rows: usize,
     /// Scratch for keys that contain escapes.
     key: Vec<u8>,
+    /// Field length and record depth.
+    bounds: Bounds,
 }
 
 impl TextColumns {
-    pub fn new(tree: &FieldTree) -> TextColumns {
+    pub(super) fn new(tree: &FieldTree, bounds: Bounds) -> TextColumns {
         let fields: Vec<Field> = tree.leaves.iter().map(|p| Field::new(p, DataType::Utf8, true)).collect();
         let mut columns = TextColumns {
             schema: Arc::new(Schema::new(fields)),
@@ -176,6 +178,7 @@ impl TextColumns {
             ignored_at_row: 0,
             rows: 0,
             key: Vec::new(),
+            bounds,
         };
         columns.reset();
         columns
@@ -208,7 +211,7 @@ impl TextColumns {
             column.set = false;
         }
         self.ignored_at_row = self.ignored;
-        match self.object(tree, 0, buf, i, 0) {
+        match self.object(tree, 0, buf, i, self.bounds.record_depth) {
             Ok(end) => {
                 if self.captured.set {
                     self.captured.data.push(b'}');
@@ -232,10 +235,15 @@ impl TextColumns {
 
     /// The object at `i` (node `node` of the tree): wanted keys are followed, others skipped.
     fn object(&mut self, tree: &FieldTree, node: usize, buf: &[u8], i: usize, depth: usize) -> Step {
+        let max_field = self.bounds.field;
         syntax::object(buf, i, depth, |key_start, key_end, escaped, value| {
+            // A key is measured as written, between its quotes, as a string is.
+            if key_end - key_start - 2 > max_field {
+                return Err(Stop::Limit(Limit::MaxField, key_start));
+            }
             let target = if escaped {
                 self.key.clear();
-                read_string(buf, key_start, &mut self.key)?;
+                read_string(buf, key_start, &mut self.key, max_field)?;
                 tree.child(node, &self.key)
             } else {
                 tree.child(node, &buf[key_start + 1..key_end - 1])
@@ -267,15 +275,16 @@ impl TextColumns {
     /// A wanted value: strings unescaped, numbers and booleans as written, objects and arrays
     /// as their JSON text, null as null. `raw`: strings too as written (quoted, escaped).
     fn leaf(&mut self, column: usize, raw: bool, buf: &[u8], i: usize, depth: usize) -> Step {
+        let max_field = self.bounds.field;
         let column = &mut self.columns[column];
         match peek(buf, i)? {
-            b'"' if !raw => read_string(buf, i, column.start_value()),
+            b'"' if !raw => read_string(buf, i, column.start_value(), max_field),
             b'n' => {
                 column.set_null();
                 literal(buf, i, b"null")
             }
             _ => {
-                let end = skip_value(buf, i, depth)?;
+                let end = field_within(skip_value(buf, i, depth), buf, i, max_field)?;
                 column.start_value().extend_from_slice(&buf[i..end]);
                 Ok(end)
             }
@@ -284,7 +293,7 @@ impl TextColumns {
 
     /// Adds the value at `i` to the row's captured object under its dotted path, as written.
     fn capture(&mut self, name: Captured<'_>, buf: &[u8], i: usize, depth: usize) -> Step {
-        let end = skip_value(buf, i, depth)?;
+        let end = field_within(skip_value(buf, i, depth), buf, i, self.bounds.field)?;
         self.ignored += 1;
         let out = &mut self.captured;
         if out.set {
@@ -338,6 +347,23 @@ impl TextColumn {
     }
 }
 
+/// `step`, the skip of the value at `i`, unless that value is a string or a number longer than
+/// `max` bytes as written (a string between its quotes): also when the buffer cuts it, so that a
+/// long one is refused without waiting for its end. Objects and arrays are records' business.
+fn field_within(step: Step, buf: &[u8], i: usize, max: usize) -> Step {
+    let quotes = match buf.get(i) {
+        Some(b'"') => 1,
+        Some(b'-' | b'0'..=b'9') => 0,
+        _ => return step,
+    };
+    let written = match step {
+        Ok(end) => end.saturating_sub(i + 2 * quotes),
+        Err(Stop::More) => buf.len().saturating_sub(i + quotes),
+        Err(_) => return step,
+    };
+    if written > max { Err(Stop::Limit(Limit::MaxField, i)) } else { step }
+}
+
 /// The name a captured value is kept under.
 enum Captured<'a> {
     /// Member `key` (as written between its quotes) of the object at dotted path `parent`.
@@ -355,11 +381,16 @@ fn escape_into(text: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LimitsConfig;
     use arrow::array::{Array, AsArray};
+
+    fn bounds() -> Bounds {
+        Bounds::new(&LimitsConfig::default())
+    }
 
     fn columns(paths: &[&str], records: &[&str]) -> Result<Vec<Vec<Option<String>>>, String> {
         let tree = FieldTree::new(paths.iter().copied())?;
-        let mut text = TextColumns::new(&tree);
+        let mut text = TextColumns::new(&tree, bounds());
         for record in records {
             let end = text.record(&tree, record.as_bytes(), 0).map_err(|e| format!("{e:?}"))?;
             assert_eq!(record[end..].trim(), "", "{record}");
@@ -403,12 +434,45 @@ mod tests {
     #[test]
     fn a_failed_record_leaves_no_partial_row() {
         let tree = FieldTree::new(["a"]).unwrap();
-        let mut text = TextColumns::new(&tree);
+        let mut text = TextColumns::new(&tree, bounds());
         text.record(&tree, br#"{"a": "1"}"#, 0).unwrap();
         assert!(text.record(&tree, br#"{"a": "2", "b": tru"#, 0).is_err());
         text.record(&tree, br#"{"a": "3"}"#, 0).unwrap();
         let batch = text.take_batch(Unmapped::Skip).unwrap().text;
         let a = batch.column(0).as_string::<i32>();
         assert_eq!((a.len(), a.value(0), a.value(1)), (2, "1", "3"));
+    }
+
+    #[test]
+    fn kept_strings_numbers_and_keys_are_bounded_as_written_skipped_values_are_not() {
+        let tree = FieldTree::with_leaves([("a", false), ("r", true)], Unmapped::Capture).unwrap();
+        let limits = LimitsConfig { max_field: crate::config::units::ByteSize(4), ..LimitsConfig::default() };
+        let mut text = TextColumns::new(&tree, Bounds::new(&limits));
+        let limited = |text: &mut TextColumns, record: &str| match text.record(&tree, record.as_bytes(), 0) {
+            Err(Stop::Limit(Limit::MaxField, at)) => Some(at),
+            Ok(_) => None,
+            Err(other) => panic!("{record}: {other:?}"),
+        };
+        for fits in [r#"{"a": "abcd"}"#, r#"{"a": "\"\""}"#, r#"{"a": -123}"#, r#"{"r": "abcd"}"#, r#"{"a": [12345, "abcde"]}"#] {
+            assert_eq!(limited(&mut text, fits), None, "{fits}");
+        }
+        assert_eq!(limited(&mut text, r#"{"a": "abcde"}"#), Some(6));
+        assert_eq!(limited(&mut text, r#"{"a": 12345}"#), Some(6));
+        assert_eq!(limited(&mut text, r#"{"r": "abcde"}"#), Some(6));
+        assert_eq!(limited(&mut text, r#"{"abcde": 1}"#), Some(1), "a captured key");
+        assert_eq!(limited(&mut text, r#"{"x": "abcde"}"#), Some(6), "a captured value");
+        // The buffer ends inside a value already too long: refused without more bytes.
+        assert_eq!(limited(&mut text, r#"{"a": "abcdefgh"#), Some(6));
+        assert_eq!(limited(&mut text, r#"{"a": 123456789"#), Some(6));
+    }
+
+    #[test]
+    fn records_nest_as_deep_as_max_depth() {
+        let tree = FieldTree::new(["a"]).unwrap();
+        let limits = LimitsConfig { max_depth: 3, ..LimitsConfig::default() };
+        let mut text = TextColumns::new(&tree, Bounds::new(&limits));
+        assert!(text.record(&tree, br#"{"a": [{"b": 1}]}"#, 0).is_ok());
+        let deeper = br#"{"x": [{"b": [1]}]}"#;
+        assert!(matches!(text.record(&tree, deeper, 0), Err(Stop::Limit(Limit::MaxDepth, 13))));
     }
 }

@@ -3,6 +3,9 @@
 //! it read. Running out of buffer is [`Stop::More`]: the caller keeps the unfinished record
 //! and retries once more bytes are in.
 
+use crate::config::LimitsConfig;
+use crate::decode::Limit;
+
 /// Why a step did not finish. Plain data without drop glue: it is returned on every path.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Stop {
@@ -12,6 +15,8 @@ pub(super) enum Stop {
     Bad(&'static str, usize),
     /// Valid JSON, but not the shape the mapping reads.
     Misfit(Misfit, usize),
+    /// Past a limit, at the start (buffer offset) of what is too long or too deep.
+    Limit(Limit, usize),
 }
 
 /// How a valid record does not fit the mapping.
@@ -30,7 +35,33 @@ pub(super) enum Misfit {
 pub(super) type Step = Result<usize, Stop>;
 
 /// Deeper nesting is refused rather than risking the stack.
-const MAX_DEPTH: usize = 512;
+const MAX_DEPTH: usize = LimitsConfig::DEEPEST;
+
+/// The limits the JSON reader applies, in the units it counts in.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Bounds {
+    /// Bytes of one NDJSON line.
+    pub line: usize,
+    /// Bytes of one record.
+    pub record: usize,
+    /// Bytes of one kept string (between its quotes), number or key.
+    pub field: usize,
+    /// The depth a record starts at: nesting is counted down to [`MAX_DEPTH`], so `max_depth`
+    /// levels fit with no depth argument of its own.
+    pub record_depth: usize,
+}
+
+impl Bounds {
+    pub(super) fn new(limits: &LimitsConfig) -> Bounds {
+        let bytes = |size: crate::config::units::ByteSize| usize::try_from(size.0).unwrap_or(usize::MAX);
+        Bounds {
+            line: bytes(limits.max_line),
+            record: bytes(limits.max_record),
+            field: bytes(limits.max_field),
+            record_depth: MAX_DEPTH - limits.max_depth.min(MAX_DEPTH),
+        }
+    }
+}
 
 /// Bytes that end the fast scan of a string body: the quote, the escape, control characters.
 static STRING_STOP: [bool; 256] = {
@@ -120,7 +151,7 @@ pub(super) fn skip_value(buf: &[u8], i: usize, depth: usize) -> Step {
 #[inline(always)]
 pub(super) fn object(buf: &[u8], i: usize, depth: usize, mut member: impl FnMut(usize, usize, bool, usize) -> Step) -> Step {
     if depth >= MAX_DEPTH {
-        return bad("nested deeper than 512 levels", i);
+        return Err(Stop::Limit(Limit::MaxDepth, i));
     }
     let mut i = skip_ws(buf, i + 1);
     if peek(buf, i)? == b'}' {
@@ -146,7 +177,7 @@ fn skip_object(buf: &[u8], i: usize, depth: usize) -> Step {
 
 fn skip_array(buf: &[u8], i: usize, depth: usize) -> Step {
     if depth >= MAX_DEPTH {
-        return bad("nested deeper than 512 levels", i);
+        return Err(Stop::Limit(Limit::MaxDepth, i));
     }
     let mut i = skip_ws(buf, i + 1);
     if peek(buf, i)? == b']' {
@@ -195,14 +226,20 @@ pub(super) fn skip_key(buf: &[u8], i: usize) -> Result<(usize, bool), Stop> {
     Ok((skip_string(buf, i)?, true))
 }
 
-/// Reads the string starting at the quote at `i`, appending its unescaped text to `out`.
-pub(super) fn read_string(buf: &[u8], i: usize, out: &mut Vec<u8>) -> Step {
+/// Reads the string starting at the quote at `i`, appending its unescaped text to `out`. One
+/// longer than `max` bytes as written (between its quotes) is refused before it is copied.
+pub(super) fn read_string(buf: &[u8], i: usize, out: &mut Vec<u8>, max: usize) -> Step {
     let mut j = i + 1;
     loop {
         let run = j;
         j = string_stop(buf, j);
+        if j - (i + 1) > max {
+            return Err(Stop::Limit(Limit::MaxField, i));
+        }
+        // A run the buffer cuts is not copied: the record is read again from its start.
+        let stop = peek(buf, j)?;
         out.extend_from_slice(&buf[run..j]);
-        match peek(buf, j)? {
+        match stop {
             b'"' => return Ok(j + 1),
             b'\\' => j = escape(buf, j, &mut |c| out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()))?,
             _ => return bad("control character inside a string", j),
@@ -315,6 +352,7 @@ mod tests {
             Stop::More => "more".to_string(),
             Stop::Bad(what, at) => format!("{what} at {at}"),
             Stop::Misfit(what, at) => format!("{what:?} at {at}"),
+            Stop::Limit(limit, at) => format!("{} at {at}", limit.key()),
         })
     }
 
@@ -336,15 +374,29 @@ mod tests {
         assert_eq!(skip(r#"[1 2]"#).unwrap_err(), "expected ',' or ']' in an array at 3");
         assert_eq!(skip("\"a\tb\"").unwrap_err(), "control character inside a string at 2");
         assert_eq!(skip("01 ").unwrap_err(), "invalid number (leading zero) at 0");
-        assert!(skip(&"[".repeat(600)).unwrap_err().contains("deeper than 512"));
+        assert_eq!(skip(&"[".repeat(600)).unwrap_err(), "format.limits.max_depth at 512");
     }
 
     #[test]
     fn strings_are_unescaped_to_utf8() {
         let mut out = Vec::new();
         let text = r#""a\"b\\c\/\n\u00e9\ud83d\ude00\ud800x" "#;
-        let end = read_string(text.as_bytes(), 0, &mut out).unwrap();
+        let end = read_string(text.as_bytes(), 0, &mut out, usize::MAX).unwrap();
         assert_eq!(&text[end..], " ");
         assert_eq!(String::from_utf8(out).unwrap(), "a\"b\\c/\né😀\u{fffd}x");
+    }
+
+    #[test]
+    fn a_string_longer_than_its_bound_is_refused_before_it_is_copied() {
+        let mut out = Vec::new();
+        // 10 bytes as written (an escape counts as written), 8 once unescaped.
+        let text = br#""a\nbcd\"ef" "#;
+        assert_eq!(read_string(text, 0, &mut out, 10).ok(), Some(12));
+        assert!(matches!(read_string(text, 0, &mut out, 9), Err(Stop::Limit(Limit::MaxField, 0))));
+        out.clear();
+        // Cut by the buffer but already too long: refused now, not asked for more.
+        assert!(matches!(read_string(b"\"abcdefghij", 0, &mut out, 5), Err(Stop::Limit(Limit::MaxField, 0))));
+        assert!(matches!(read_string(b"\"abc", 0, &mut out, 5), Err(Stop::More)));
+        assert!(out.is_empty(), "{out:?}");
     }
 }
