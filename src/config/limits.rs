@@ -18,8 +18,8 @@ pub struct LimitsConfig {
     /// (quoted newlines included). At most 1GiB.
     #[serde(default = "defaults::limits_max_record")]
     pub max_record: ByteSize,
-    /// The longest field the decoder keeps, as written in the file: a JSON string (between its
-    /// quotes), number or key, a CSV field or header name. At most `max_record`.
+    /// The longest field the decoder keeps: a JSON string as written (between its quotes),
+    /// number or key; a CSV field or header name once unquoted. At most `max_record`.
     #[serde(default = "defaults::limits_max_field")]
     pub max_field: ByteSize,
     /// The most bytes one gzip or zstd file may decompress to.
@@ -31,7 +31,9 @@ pub struct LimitsConfig {
     /// it, is bounded by `max_decompressed_size` only); `0` turns the check off.
     #[serde(default = "defaults::limits_max_decompression_ratio")]
     pub max_decompression_ratio: u64,
-    /// The most fields a CSV header may have (checked before any row is read).
+    /// The most fields a CSV header may have (checked before any row is read), and the most
+    /// leaf paths of a JSON file that would become columns (sampled by inference, or new to the
+    /// table under `add_columns`).
     #[serde(default = "defaults::limits_max_columns")]
     pub max_columns: usize,
     /// The deepest nesting of a JSON record, counted from the record itself (`{"a": 1}` is 1).

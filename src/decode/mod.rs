@@ -3,8 +3,10 @@
 //! JSON goes through our own projecting reader: only the fields the mapping reads are
 //! followed, every other value is skipped, and each wanted leaf lands as text in a flat
 //! column named by its dotted path, so the mapping stage decides how each value converts and
-//! what a bad value means. CSV goes through arrow-csv the same way (every column as text).
-//! Every layout streams through a fixed buffer: memory does not grow with the file.
+//! what a bad value means. CSV goes through our own record reader on csv_core the same way
+//! (every column as text). Every layout streams through a fixed buffer, and `format.limits`
+//! bound what one line, record or field may hold: memory grows with neither the file nor its
+//! width.
 
 mod csv;
 mod json;
@@ -277,7 +279,12 @@ const MAX_LEAD_LINE: usize = READ_BUFFER;
 /// refused here.
 pub fn open(path: &Path, name: &str, format: &FormatConfig) -> Result<OpenFile, DecodeError> {
     let file = File::open(path).map_err(|e| DecodeError::io("cannot open", e))?;
-    let mut raw = BufReader::with_capacity(READ_BUFFER, file);
+    open_reader(Box::new(file), name, format)
+}
+
+/// [`open`] for bytes that are not in a file (the fuzz targets' input).
+pub fn open_reader(input: Box<dyn Read + Send>, name: &str, format: &FormatConfig) -> Result<OpenFile, DecodeError> {
+    let mut raw = BufReader::with_capacity(READ_BUFFER, input);
     let magic = raw.fill_buf().map_err(|e| DecodeError::io("cannot read", e))?;
     let compression = if magic.starts_with(&[0x1f, 0x8b]) {
         Compression::Gzip
@@ -302,8 +309,11 @@ pub fn open(path: &Path, name: &str, format: &FormatConfig) -> Result<OpenFile, 
         }
     };
     let sniffed = sniff(&mut reader, name, format).map_err(|e| e.into_decode_error(compression))?;
+    let mut lead = sniffed.lead;
     let reader: Box<dyn BufRead + Send> = match sniffed.line {
         Some(line) if sniffed.layout == Layout::Csv && !line.is_empty() => {
+            // The CSV reader reads these spaces again: its positions start before them.
+            lead.bytes = lead.bytes.saturating_sub(line.len() as u64);
             Box::new(Replay::new(line, reader).map_err(|e| decompress_error(compression, e))?)
         }
         _ => reader,
@@ -312,7 +322,7 @@ pub fn open(path: &Path, name: &str, format: &FormatConfig) -> Result<OpenFile, 
     Ok(OpenFile {
         detected: Detected { compression, layout: sniffed.layout },
         reader,
-        lead: sniffed.lead,
+        lead,
         content: sniffed.content,
         guessed_csv,
         limits: format.limits,
@@ -547,7 +557,7 @@ impl OpenFile {
         }
         let records = match &self.detected.layout {
             Layout::Csv => {
-                csv::decode(self.reader, &plan.format.csv, plan.format.limits.max_columns, (&plan.csv_columns, plan.csv_unmapped), emit)?
+                csv::decode(self.reader, &plan.format.csv, &plan.format.limits, self.lead, (&plan.csv_columns, plan.csv_unmapped), emit)?
             }
             json => json::decode(self.reader, json, &plan.json_fields, emit, self.lead, &plan.format.limits)?,
         };
@@ -588,7 +598,7 @@ impl OpenFile {
         if self.content == Content::Nothing {
             return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
         }
-        csv::sample(self.reader, plan_csv, self.limits.max_columns, limit)
+        csv::sample(self.reader, plan_csv, &self.limits, self.lead, limit)
     }
 }
 
