@@ -267,3 +267,31 @@ fn two_daemons_adding_different_columns_to_one_table_keep_every_row_once() {
         .collect();
     assert_eq!(seen, expected, "every row once, each daemon's column on its own rows");
 }
+
+/// A JSON file of ever new keys would make as many columns: past `format.limits.max_columns`
+/// it is quarantined naming the limit, whether inference samples it or `add_columns` meets it
+/// later, and its neighbours commit.
+#[test]
+fn a_json_file_of_more_new_fields_than_max_columns_is_quarantined_naming_the_limit() {
+    let config = "instance = \"test\"\n[http]\nlisten = \"\"\n[sources.s]\npath = \"drop\"\nmin_age = \"0s\"\nsinks = [\"lake\"]\n\
+                  [sources.s.format]\nlimits = { max_columns = 10 }\n[sources.s.batch]\nmax_files = 1\n[sinks.lake]\nkind = \"delta\"\nuri = \"lake\"\n";
+    let wide = |first: u32| {
+        let fields: Vec<String> = (first..first + 11).map(|i| format!("\"k{i}\":{i}")).collect();
+        format!("[{{{}}}]", fields.join(","))
+    };
+    // Inference: the first file is too wide, the second starts the table.
+    let ws = Workspace::with_config(config);
+    ws.drop_file("a_wide.json", wide(0).as_bytes());
+    ws.drop_file("b_narrow.json", F1);
+    let summary = ws.once();
+    assert_eq!((summary["totals"]["rows"].as_u64(), summary["totals"]["quarantined"].as_u64()), (Some(2), Some(1)), "{summary}");
+    let list = quarantine_list(&ws);
+    assert!(list.contains("a_wide.json") && list.contains("format.limits.max_columns (10)"), "{list}");
+    // `add_columns`: a later file bringing 11 new fields at once.
+    ws.drop_file("c_wide.json", wide(100).as_bytes());
+    ws.drop_file("d_one_more.json", F3);
+    let summary = ws.once();
+    assert_eq!((summary["totals"]["rows"].as_u64(), summary["totals"]["quarantined"].as_u64()), (Some(1), Some(1)), "{summary}");
+    let list = quarantine_list(&ws);
+    assert!(list.contains("c_wide.json") && list.matches("format.limits.max_columns (10)").count() == 2, "{list}");
+}

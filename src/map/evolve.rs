@@ -58,6 +58,11 @@ impl Discovered {
         self.origins.get(path).map(String::as_str)
     }
 
+    /// How many new fields (typed or not yet) were found.
+    pub fn field_count(&self) -> usize {
+        self.kinds.count()
+    }
+
     /// Whether a column would be added: a field with only null values waits for a value.
     pub fn is_empty(&self) -> bool {
         self.kinds.values().all(Option::is_none)

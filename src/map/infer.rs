@@ -7,7 +7,7 @@
 
 use super::convert::{DecimalText, INT64_DIGITS, parse_f64};
 use crate::config::{ColumnConfig, ColumnType, FormatConfig, ListItem, MAX_DECIMAL_PRECISION};
-use crate::decode::{self, DecodeError, Layout};
+use crate::decode::{self, DecodeError, Layout, Limit, Position};
 use arrow::array::{Array, AsArray};
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
@@ -53,6 +53,11 @@ pub struct Kinds {
 }
 
 impl Kinds {
+    /// How many paths were found.
+    pub fn count(&self) -> usize {
+        self.paths.len()
+    }
+
     /// The paths found.
     pub fn keys(&self) -> impl Iterator<Item = &String> {
         self.paths.keys()
@@ -88,7 +93,16 @@ pub fn infer_columns(files: &[(&Path, &str)], format: &FormatConfig) -> Result<I
         // Sampled into a copy, kept only if the file had records: an empty file, `[]` or a
         // lone CSV header (a `*` is one) brings no columns.
         let mut file_kinds = kinds.clone();
-        match sample_file(path, name, format, SAMPLE_RECORDS - sampled, &mut file_kinds) {
+        let sampled_file = sample_file(path, name, format, SAMPLE_RECORDS - sampled, &mut file_kinds).and_then(|records| {
+            // Each leaf path would be a column: a file of ever new keys is refused as a CSV
+            // header too wide is (and naming that many columns would take quadratic time).
+            if file_kinds.count() > format.limits.max_columns {
+                let limit = Limit::MaxColumns;
+                return Err(DecodeError::limit(limit, limit.configured(&format.limits), Position::default()));
+            }
+            Ok(records)
+        });
+        match sampled_file {
             Ok(0) => continue,
             Ok(records) => {
                 sampled += records;

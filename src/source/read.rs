@@ -7,7 +7,7 @@
 
 use super::disposition::Dropped;
 use crate::admit::AdmittedFile;
-use crate::decode::{self, DecodeError, DecodePlan, Position};
+use crate::decode::{self, DecodeError, DecodePlan, Limit, Position};
 use crate::map::{Discovered, Mapping};
 use crate::transform::{Planned, Runner, TransformError};
 use arrow::record_batch::RecordBatch;
@@ -195,6 +195,12 @@ impl ReadJob {
                 let first_record = next_record;
                 next_record += raw.text.num_rows() as u64;
                 discovered.merge(mapped.discovered);
+                // Each new field would be a column: a file of ever new keys is refused, as a
+                // CSV header too wide is.
+                if discovered.field_count() > self.plan.format.limits.max_columns {
+                    let at = Position { record: Some(first_record), ..Default::default() };
+                    return Err(DecodeError::limit(Limit::MaxColumns, Limit::MaxColumns.configured(&self.plan.format.limits), at));
+                }
                 if !discovered.is_empty() {
                     return Ok(());
                 }
