@@ -23,6 +23,8 @@ pub mod druid;
 pub mod error;
 pub mod events;
 pub mod faults;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod http;
 pub mod ledger;
 pub mod map;

@@ -5,7 +5,7 @@
 //! costs a 304 (or, when a manifest shows its version, no request at all).
 
 mod fetch;
-mod listing;
+pub(crate) mod listing;
 #[cfg(test)]
 mod tests;
 

@@ -2,7 +2,7 @@
 
 mod filter;
 mod folder;
-mod http;
+pub(crate) mod http;
 pub mod landing;
 mod name;
 pub mod remote;

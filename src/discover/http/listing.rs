@@ -7,7 +7,7 @@ use url::Url;
 
 /// Where one link of a listing points, relative to the folder being listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Link {
+pub(crate) enum Link {
     /// A file below the folder, by its relative name (`/`-joined, percent-decoded).
     File(String),
     /// A sub-folder (the link ended in `/`), by its relative name without the trailing `/`.
@@ -21,7 +21,7 @@ pub(super) enum Link {
 
 /// One link or manifest entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Found {
+pub(crate) struct Found {
     pub link: Link,
     pub url: Url,
     /// What the listing says about the file's version (manifests only; empty for HTML).
@@ -29,7 +29,7 @@ pub(super) struct Found {
 }
 
 /// The folder a listing page names its files relative to: the page's URL up to its last `/`.
-pub(super) fn folder_of(page: &Url) -> Url {
+pub(crate) fn folder_of(page: &Url) -> Url {
     let mut folder = page.join("./").unwrap_or_else(|_| page.clone());
     folder.set_query(None);
     folder.set_fragment(None);
@@ -76,7 +76,7 @@ pub(super) fn classify(folder: &Url, link: &Url) -> Link {
 
 /// Every `<a href>` of an HTML page, resolved against `page` and classified against `folder`.
 /// Links that do not parse as URLs are left out.
-pub(super) fn html(body: &str, page: &Url, folder: &Url) -> Vec<Found> {
+pub(crate) fn html(body: &str, page: &Url, folder: &Url) -> Vec<Found> {
     hrefs(body)
         .into_iter()
         .filter_map(|href| page.join(href.trim()).ok())
@@ -101,7 +101,7 @@ struct ManifestEntry {
 
 /// The entries of a JSON manifest (an array of `{url, size?, etag?, last_modified?}`, `url`
 /// relative to `page`), classified against `folder`.
-pub(super) fn manifest(body: &[u8], page: &Url, folder: &Url) -> Result<Vec<Found>, String> {
+pub(crate) fn manifest(body: &[u8], page: &Url, folder: &Url) -> Result<Vec<Found>, String> {
     let entries: Vec<ManifestEntry> =
         serde_json::from_slice(body).map_err(|e| format!("not a JSON manifest (an array of objects with \"url\"): {e}"))?;
     Ok(entries
