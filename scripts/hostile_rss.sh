@@ -4,7 +4,7 @@
 # /usr/bin/time -v. Prints, per case, where the file ended, the reason, and the peak RSS; fails
 # if the hostile file committed, the good one did not, or the peak passed MAX_RSS_MIB.
 #
-#   scripts/hostile_rss.sh              the 300 MB cases and the 10 GiB gzip bomb
+#   scripts/hostile_rss.sh              the 300 MB cases and three 10 GiB gzip bombs
 #   SIZE_MB=5000 scripts/hostile_rss.sh also a 5 GB one-line JSON array (which commits)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +15,8 @@ SIZE_MB="${SIZE_MB:-0}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ingestd-hostile.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-# The cases' files, written by Python in 1 MiB pieces (the 10 GiB bomb: one gzip member of
-# 1 GiB of zeros, ten times over, which gzip readers take as one stream).
+# The cases' files, written by Python in 1 MiB pieces (a 10 GiB bomb: one gzip member of 1 GiB,
+# ten times over, which gzip readers take as one stream).
 python3 - "$work" "$SIZE_MB" <<'PY'
 import gzip, json, os, sys, zlib
 work, size_mb = sys.argv[1], int(sys.argv[2])
@@ -39,12 +39,16 @@ def string_300mb(out):
     for _ in range(300):
         out.write(chunk)
     out.write(b'"}]')
-def gzip_bomb(out):
-    member = zlib.compressobj(9, zlib.DEFLATED, 31)
-    zeros = bytes(MIB)
-    one = b"".join(member.compress(zeros) for _ in range(1024)) + member.flush()
-    for _ in range(10):
-        out.write(one)
+def gzip_bomb(head, pattern):
+    # `head` in a gzip member of its own, then 10 GiB of `pattern` as ten members of 1 GiB.
+    def writer(out):
+        out.write(gzip.compress(head))
+        member = zlib.compressobj(9, zlib.DEFLATED, 31)
+        piece = pattern * (MIB // len(pattern))
+        one = b"".join(member.compress(piece) for _ in range(1024)) + member.flush()
+        for _ in range(10):
+            out.write(one)
+    return writer
 def json_array_one_line(out):
     row = json.dumps({"id": 123456, "name": "a name", "price": 123.5, "tags": ["a", "b"]}).encode()
     out.write(b"[")
@@ -54,7 +58,9 @@ def json_array_one_line(out):
     out.write(b"]")
 case("csv_header_300mb", "wide.csv", header_300mb)
 case("json_string_300mb", "long.json", string_300mb)
-case("gzip_bomb_10gib", "bomb.json.gz", gzip_bomb)
+case("gzip_bomb_10gib_zeros", "zeros.gz", gzip_bomb(b"", b"\0"))
+case("gzip_bomb_10gib_csv_row", "row.csv.gz", gzip_bomb(b"id,name\n1,", b"x"))
+case("gzip_bomb_10gib_ndjson", "records.gz", gzip_bomb(b"", b'{"id":1,"name":"a"}\n'))
 if size_mb:
     case(f"json_array_{size_mb}mb_one_line", "big.json", json_array_one_line)
 PY
@@ -67,7 +73,7 @@ for dir in "$work"/*/; do
     rss_kib="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time.txt")"
     wall="$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$dir/time.txt")"
     rss_mib=$((rss_kib / 1024))
-    quarantined="$(find "$dir/quarantine" -name '*.error.json' 2>/dev/null | head -1)"
+    quarantined="$(find "$dir/quarantine" -name '*.error.json' 2>/dev/null | head -1 || true)"
     reason="committed"
     [ -n "$quarantined" ] && reason="quarantined: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["reason"])' "$quarantined")"
     rows="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["totals"]["rows"])' "$dir/once.json" 2>/dev/null || echo "?")"
