@@ -330,6 +330,71 @@ fn y_objects_with_inferred_columns_commit_and_the_source_keeps_working() {
     assert!(tried >= 10, "JSONTestSuite has a dozen y_ objects; found {tried}");
 }
 
+/// JSONTestSuite's `i_` documents, where either answer conforms, and ingestd's choice: as the value
+/// of a `json` column each is kept exactly as written (numbers past any float, lone surrogate
+/// escapes), except text that is not UTF-8 (UTF-16, Latin-1, overlong or truncated sequences) and
+/// 500 nested arrays (past `max_depth`), which are refused. A string holding a lone surrogate
+/// escape read into a `string` column refuses its file: it has no UTF-8 form, so any text for it
+/// (U+FFFD, as before) would not be the input's value.
+#[test]
+fn i_documents_are_kept_as_written_or_refused_as_documented() {
+    const REFUSED: &[&str] = &[
+        "i_string_UTF-16LE_with_BOM.json",
+        "i_string_UTF-8_invalid_sequence.json",
+        "i_string_UTF8_surrogate_U+D800.json",
+        "i_string_invalid_utf-8.json",
+        "i_string_iso_latin_1.json",
+        "i_string_lone_utf8_continuation_byte.json",
+        "i_string_not_in_unicode_range.json",
+        "i_string_overlong_sequence_2_bytes.json",
+        "i_string_overlong_sequence_6_bytes.json",
+        "i_string_overlong_sequence_6_bytes_null.json",
+        "i_string_truncated-utf-8.json",
+        "i_string_utf16BE_no_BOM.json",
+        "i_string_utf16LE_no_BOM.json",
+        "i_structure_500_nested_arrays.json",
+        "i_structure_UTF-8_BOM_empty_object.json",
+    ];
+    let config = "instance = \"conformance\"\n[http]\nlisten = \"\"\n\
+                  [sources.v]\npath = \"drop/v\"\nmin_age = \"0s\"\nsinks = [\"v\"]\n[sources.v.format]\nkind = \"json\"\n\
+                  [sources.v.columns]\nv = { path = \"v\", type = \"json\" }\n[sinks.v]\nkind = \"delta\"\nuri = \"lake/v\"\n\
+                  [sources.s]\npath = \"drop/s\"\nmin_age = \"0s\"\nsinks = [\"s\"]\n[sources.s.format]\nkind = \"json\"\n\
+                  [sources.s.columns]\ns = { path = \"s\", type = \"string\" }\n[sinks.s]\nkind = \"delta\"\nuri = \"lake/s\"\n";
+    let ws = Workspace::with_config(config);
+    for source in ["v", "s"] {
+        std::fs::create_dir_all(ws.path("drop").join(source)).unwrap();
+    }
+    let docs = json_suite(&["i_"]);
+    assert!(docs.len() >= 30, "JSONTestSuite has 35 i_ documents; found {}", docs.len());
+    let mut lone_strings = Vec::new();
+    for (name, doc) in &docs {
+        ws.drop_file(&format!("v/{name}"), &in_array(doc));
+        // `["\uD800"]` and the like: the string alone, as a `string` column's value.
+        if name.starts_with("i_string_") && std::str::from_utf8(doc).is_ok_and(|d| d.contains("\\u")) {
+            let text = std::str::from_utf8(doc).unwrap().trim();
+            let string = text.trim_start_matches('[').trim_end_matches(']');
+            ws.drop_file(&format!("s/{name}"), format!("[{{\"s\": {string}}}]").as_bytes());
+            lone_strings.push(name.clone());
+        }
+    }
+    assert!(lone_strings.len() >= 8, "{lone_strings:?}");
+    let summary = ws.once();
+    let held = values_by_file(&ws.path("lake/v"), "v");
+    for (name, doc) in &docs {
+        let report = quarantine_report(&ws, "v", name);
+        if REFUSED.contains(&name.as_str()) {
+            assert!(report.is_some() && !held.contains_key(name), "{name} must be refused: {summary}");
+        } else {
+            let kept = std::str::from_utf8(doc).unwrap().trim().to_string();
+            assert_eq!(held.get(name), Some(&vec![Some(kept)]), "{name}: {report:?}");
+        }
+    }
+    for name in &lone_strings {
+        let report = quarantine_report(&ws, "s", name).unwrap_or_else(|| panic!("{name} must be refused as text: {summary}"));
+        assert!(report["reason"].as_str().unwrap().contains("lone surrogate"), "{report}");
+    }
+}
+
 /// Where csv-spectrum's expected JSON is not its CSV: (file, row, header, what the CSV holds).
 /// `location_coordinates.json` gives the phone number as 1234567890; the CSV says 2095257564.
 const SPECTRUM_ERRATA: &[(&str, usize, &str, &str)] = &[("location_coordinates", 0, "Contact Phone Number", "2095257564")];

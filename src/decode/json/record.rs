@@ -243,8 +243,14 @@ impl TextColumns {
             }
             let target = if escaped {
                 self.key.clear();
-                read_string(buf, key_start, &mut self.key, max_field)?;
-                tree.child(node, &self.key)
+                match read_string(buf, key_start, &mut self.key, max_field) {
+                    // No configured path holds one: such a key is no column's.
+                    Err(Stop::Bad(syntax::LONE_SURROGATE, _)) => None,
+                    read => {
+                        read?;
+                        tree.child(node, &self.key)
+                    }
+                }
             } else {
                 tree.child(node, &buf[key_start + 1..key_end - 1])
             };

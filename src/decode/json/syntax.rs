@@ -76,6 +76,9 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
+/// What [`read_string`] says of a `\u` escape of a lone surrogate.
+pub(super) const LONE_SURROGATE: &str = "a \\u escape of a lone surrogate (no UTF-8 form) in a string read as text";
+
 pub(super) fn bad<T>(what: &'static str, at: usize) -> Result<T, Stop> {
     Err(Stop::Bad(what, at))
 }
@@ -241,14 +244,27 @@ pub(super) fn read_string(buf: &[u8], i: usize, out: &mut Vec<u8>, max: usize) -
         out.extend_from_slice(&buf[run..j]);
         match stop {
             b'"' => return Ok(j + 1),
-            b'\\' => j = escape(buf, j, &mut |c| out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()))?,
+            b'\\' => {
+                let mut lone = false;
+                let at = j;
+                j = escape(buf, j, &mut |c| match c {
+                    Some(c) => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                    None => lone = true,
+                })?;
+                // JSON allows it, but it has no UTF-8 form: any text for it would not be the
+                // input's value. (A `json` column keeps the value as written.)
+                if lone {
+                    return bad(LONE_SURROGATE, at);
+                }
+            }
             _ => return bad("control character inside a string", j),
         }
     }
 }
 
-/// Reads the escape at `i` (a backslash), passes the character on, returns the position after.
-fn escape(buf: &[u8], i: usize, out: &mut dyn FnMut(char)) -> Step {
+/// Reads the escape at `i` (a backslash), passes the character on (`None` for a lone
+/// surrogate, which no `char` is), returns the position after.
+fn escape(buf: &[u8], i: usize, out: &mut dyn FnMut(Option<char>)) -> Step {
     let c = match peek(buf, i + 1)? {
         b'"' => '"',
         b'\\' => '\\',
@@ -263,18 +279,16 @@ fn escape(buf: &[u8], i: usize, out: &mut dyn FnMut(char)) -> Step {
             if (0xD800..0xDC00).contains(&high) && peek(buf, i + 6)? == b'\\' && peek(buf, i + 7)? == b'u' {
                 let low = hex4(buf, i + 8)?;
                 if (0xDC00..0xE000).contains(&low) {
-                    let code = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
-                    out(char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER));
+                    out(char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)));
                     return Ok(i + 12);
                 }
             }
-            // A lone surrogate has no UTF-8 form; JSON allows it, so it reads as U+FFFD.
-            out(char::from_u32(high).unwrap_or(char::REPLACEMENT_CHARACTER));
+            out(char::from_u32(high));
             return Ok(i + 6);
         }
         _ => return bad("invalid escape in a string", i),
     };
-    out(c);
+    out(Some(c));
     Ok(i + 2)
 }
 
@@ -380,10 +394,17 @@ mod tests {
     #[test]
     fn strings_are_unescaped_to_utf8() {
         let mut out = Vec::new();
-        let text = r#""a\"b\\c\/\n\u00e9\ud83d\ude00\ud800x" "#;
+        let text = r#""a\"b\\c\/\n\u00e9\ud83d\ude00x" "#;
         let end = read_string(text.as_bytes(), 0, &mut out, usize::MAX).unwrap();
         assert_eq!(&text[end..], " ");
-        assert_eq!(String::from_utf8(out).unwrap(), "a\"b\\c/\né😀\u{fffd}x");
+        assert_eq!(String::from_utf8(out).unwrap(), "a\"b\\c/\né😀x");
+        // A lone surrogate has no text to be: refused where it is, never read as U+FFFD; a
+        // skipped one is valid JSON.
+        for (lone, at) in [(r#""ab\ud800x""#, 3), (r#""\uDd1e\uD834""#, 1), (r#""\uD800\n""#, 1), (r#""\uDFAA""#, 1)] {
+            let err = read_string(lone.as_bytes(), 0, &mut Vec::new(), usize::MAX).unwrap_err();
+            assert!(matches!(err, Stop::Bad(_, i) if i == at), "{lone}: {err:?}");
+            assert_eq!(skip_string(lone.as_bytes(), 0).ok(), Some(lone.len()));
+        }
     }
 
     #[test]
