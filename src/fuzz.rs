@@ -182,7 +182,7 @@ pub fn push_request(data: &[u8]) {
 /// The push endpoint of one source, its folders in a folder of this process under the
 /// system's temporary folder (left there: a fuzzing run keeps what it landed).
 fn push_router() -> Option<(tokio::runtime::Runtime, axum::Router)> {
-    let dir = std::env::temp_dir().join(format!("ingestd-fuzz-push-{}", std::process::id()));
+    let dir = push_folder();
     std::fs::create_dir_all(dir.join("drop")).ok()?;
     std::fs::write(dir.join("tokens"), "fuzz-token\n").ok()?;
     let text = "[sources.a]\npath = \"drop\"\nsinks = [\"lake\"]\n[sources.a.push]\ntokens_file = \"tokens\"\nmax_size = \"64KiB\"\n\
@@ -192,6 +192,10 @@ fn push_router() -> Option<(tokio::runtime::Runtime, axum::Router)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
     let router = crate::push::PushState::new(&config, ledger).router();
     Some((runtime, router))
+}
+
+fn push_folder() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ingestd-fuzz-push-{}", std::process::id()))
 }
 
 /// The config loader: any text, parsed and validated.
@@ -229,5 +233,7 @@ mod tests {
                 run(&data);
             }
         }
+        // What the push endpoint landed; the fuzzers keep theirs.
+        std::fs::remove_dir_all(push_folder()).unwrap();
     }
 }
